@@ -1,0 +1,270 @@
+"""The breaker handle and its three call styles."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from typing_extensions import ParamSpec
+
+from ._machine import GONE
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from ._machine import Circuit
+    from ._registry import Brama
+    from ._status import ConnectionStatus
+
+__all__ = ["Breaker", "require_coroutine_function"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# The calls admitted by ``async with breaker:`` in the current task, innermost
+# first, as linked tuples (circuit, generation, is_trial, outer entries).
+_Entry = tuple["Circuit", int, bool, Any]
+_entries: ContextVar[_Entry | None] = ContextVar("brama_async_entries", default=None)
+
+
+def require_coroutine_function(fn: object) -> None:
+    """Refuse anything but an ``async def`` function, with a clear TypeError."""
+    if inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"cannot protect {fn!r}: it is an async generator function; "
+            "a breaker protects coroutine functions (async def returning a value)"
+        )
+
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"cannot protect {fn!r}: a breaker decorates coroutine functions "
+            "(async def); for other callables use `await breaker.call(...)` "
+            "or `async with breaker:`"
+        )
+
+
+class Breaker:
+    """The handle of one registered connection.
+
+    Three ways to protect code, sharing one set of counters and half-open
+    trial slots:
+
+    * ``await breaker.call(fn, *args, **kwargs)``
+    * ``async with breaker: ...``
+    * ``@breaker`` on an ``async def``
+
+    A refused call raises :class:`~brama_async.CircuitOpenError` without
+    running anything. Every other exception propagates unchanged: counted
+    ones (``Exception`` subclasses not excluded) as failures, excluded ones as
+    successes. Cancellation and other ``BaseException`` subclasses are never
+    counted; if the call was a half-open trial, its slot is freed and nothing
+    is decided.
+
+    Handles are obtained from :meth:`Brama.register` or :meth:`Brama.breaker`.
+    Once the connection is unregistered or removed, or the registry closed,
+    using the handle raises ``ConnectionNotFound`` or ``RegistryClosedError``.
+    """
+
+    __slots__ = ("__weakref__", "_circuit", "_registry")
+
+    def __init__(self, registry: Brama, circuit: Circuit) -> None:
+        self._registry = registry
+        self._circuit = circuit
+
+    def __repr__(self) -> str:
+        circuit = self._circuit
+        return (
+            f"<Breaker identifier={circuit.identifier!r} scope={circuit.scope!r} "
+            f"state={circuit.state.value}>"
+        )
+
+    @property
+    def identifier(self) -> str:
+        """The connection's identifier."""
+        return self._circuit.identifier
+
+    @property
+    def scope(self) -> str | None:
+        """The connection's scope, or ``None``."""
+        return self._circuit.scope
+
+    async def call(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``await fn(*args, **kwargs)`` through the breaker.
+
+        Returns what ``fn`` returns and raises what it raises. Raises
+        :class:`~brama_async.CircuitOpenError`, without calling ``fn``, when
+        the circuit is open or every half-open trial slot is taken.
+
+        Cancelled while ``fn`` runs: the cancellation propagates, nothing is
+        counted, and a half-open trial slot held by this call is freed.
+        """
+        circuit = self._circuit
+        if circuit.code:
+            generation, trial = self._registry._admit(circuit)
+        else:
+            generation = circuit.generation
+            trial = False
+
+        circuit.in_flight += 1
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as error:
+            circuit.in_flight -= 1
+            self._registry._settle_error(circuit, generation, trial, error)
+            raise
+        except BaseException:
+            circuit.in_flight -= 1
+            self._registry._settle_interrupted(circuit, generation, trial)
+            raise
+
+        circuit.in_flight -= 1
+        registry = self._registry
+        if (
+            trial
+            or circuit.failure_count
+            or generation != circuit.generation
+            or registry._watch_success
+        ):
+            registry._settle_success(circuit, generation, trial)
+        else:
+            circuit.last_success_at = registry._clock()
+
+        return result
+
+    async def __aenter__(self) -> Breaker:
+        """Admit the block, or raise ``CircuitOpenError`` without running it."""
+        circuit = self._circuit
+        if circuit.code:
+            generation, trial = self._registry._admit(circuit)
+        else:
+            generation = circuit.generation
+            trial = False
+
+        circuit.in_flight += 1
+        _entries.set((circuit, generation, trial, _entries.get()))
+
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Record the block's outcome; never suppresses its exception."""
+        circuit = self._circuit
+        generation, trial = _pop_entry(circuit)
+        circuit.in_flight -= 1
+        registry = self._registry
+        if exc is None:
+            if (
+                trial
+                or circuit.failure_count
+                or generation != circuit.generation
+                or registry._watch_success
+            ):
+                registry._settle_success(circuit, generation, trial)
+            else:
+                circuit.last_success_at = registry._clock()
+        elif isinstance(exc, Exception):
+            registry._settle_error(circuit, generation, trial, exc)
+        else:
+            registry._settle_interrupted(circuit, generation, trial)
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        """Decorate an ``async def`` so every call goes through the breaker.
+
+        The wrapper keeps the function's name, docstring, signature and
+        ``__wrapped__``, and is itself a coroutine function.
+
+        Raises:
+            TypeError: At decoration, if ``fn`` is not a coroutine function
+                (a plain ``def`` or an async generator function).
+        """
+        require_coroutine_function(fn)
+        call = self.call
+
+        @functools.wraps(fn)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await call(fn, *args, **kwargs)
+
+        return guarded
+
+    def status(self) -> ConnectionStatus:
+        """A snapshot of the connection (see :meth:`Brama.status`)."""
+        return self._registry._status_of(self._circuit)
+
+    def available(self) -> bool:
+        """Whether a call now would be admitted (see :meth:`Brama.available`)."""
+        return self._registry._available(self._circuit)
+
+    async def success(self) -> None:
+        """Report a success by hand (see :meth:`Brama.success`)."""
+        await self._registry._report_success(self._circuit)
+
+    async def failure(self, *, reason: str | None = None) -> None:
+        """Report a failure by hand (see :meth:`Brama.failure`)."""
+        await self._registry._report_failure(self._circuit, reason)
+
+    async def open_circuit(
+        self, *, expiry: float | timedelta | None = None, reason: str | None = None
+    ) -> None:
+        """Force the circuit open (see :meth:`Brama.open_circuit`)."""
+        await self._registry._open_circuit(self._circuit, expiry, reason)
+
+    async def close_circuit(self, *, reason: str | None = None) -> None:
+        """Force the circuit closed (see :meth:`Brama.close_circuit`)."""
+        await self._registry._close_circuit(self._circuit, reason)
+
+    async def reset_circuit(self, *, reason: str | None = None) -> None:
+        """Close and reset counters and backoff (see :meth:`Brama.reset_circuit`)."""
+        await self._registry._reset_circuit(self._circuit, reason)
+
+    async def reset_expiry(self) -> None:
+        """Send an open circuit half-open now (see :meth:`Brama.reset_expiry`)."""
+        await self._registry._reset_expiry(self._circuit)
+
+    async def set_expiry(self, seconds: float | timedelta) -> None:
+        """Set a new expiry (see :meth:`Brama.set_expiry`)."""
+        await self._registry._set_expiry(self._circuit, seconds)
+
+    async def disable_expiry(self) -> None:
+        """Keep the circuit open until reset by hand (see :meth:`Brama.disable_expiry`)."""
+        await self._registry._disable_expiry(self._circuit)
+
+    async def configure(self, **options: Any) -> None:
+        """Change only the given options (see :meth:`Brama.configure`)."""
+        await self._registry._configure_circuit(self._circuit, options)
+
+
+def _pop_entry(circuit: Circuit) -> tuple[int, bool]:
+    """Remove this task's innermost entry of ``circuit``; return its admission."""
+    entry = _entries.get()
+    if entry is not None and entry[0] is circuit:
+        _entries.set(entry[3])
+        return entry[1], entry[2]
+
+    # Exits out of order (hand-driven __aexit__ calls): search and unlink.
+    skipped: list[_Entry] = []
+    while entry is not None and entry[0] is not circuit:
+        skipped.append(entry)
+        entry = entry[3]
+
+    if entry is None:
+        # Exit without a matching enter: treat as a late outcome.
+        return -1, False
+
+    rest = entry[3]
+    for kept in reversed(skipped):
+        rest = (kept[0], kept[1], kept[2], rest)
+    _entries.set(rest)
+
+    return entry[1], entry[2]
