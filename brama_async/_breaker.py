@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import ParamSpec
 
-from ._machine import GONE
-
 if TYPE_CHECKING:
     from datetime import timedelta
 
@@ -237,7 +235,10 @@ class Breaker:
         await self._registry._set_expiry(self._circuit, seconds)
 
     async def disable_expiry(self) -> None:
-        """Keep the circuit open until reset by hand (see :meth:`Brama.disable_expiry`)."""
+        """Keep the circuit open until a manual control acts.
+
+        See :meth:`Brama.disable_expiry`.
+        """
         await self._registry._disable_expiry(self._circuit)
 
     async def configure(self, **options: Any) -> None:

@@ -102,7 +102,10 @@ async def sweep(
                 try:
                     await anyio.lowlevel.checkpoint()
                 except BaseException:
-                    _refile(index, [(members[offset:], were_stale), *batches[position + 1 :]])
+                    _refile(
+                        index,
+                        [(members[offset:], were_stale), *batches[position + 1 :]],
+                    )
                     raise
 
             if circuit.code == GONE:

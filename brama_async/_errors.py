@@ -90,7 +90,7 @@ class CircuitOpenError(BramaError):
         )
 
 
-class ConnectionNotFound(BramaError, LookupError):  # noqa: N818 - public name
+class ConnectionNotFound(BramaError, LookupError):
     """Raised when no connection is registered under ``(scope, identifier)``."""
 
     def __init__(self, identifier: str, scope: str | None) -> None:
@@ -99,7 +99,7 @@ class ConnectionNotFound(BramaError, LookupError):  # noqa: N818 - public name
         self.scope = scope
 
 
-class AlreadyRegistered(BramaError):  # noqa: N818 - public name
+class AlreadyRegistered(BramaError):
     """Raised by ``register()`` when the ``(scope, identifier)`` key is taken."""
 
     def __init__(self, identifier: str, scope: str | None) -> None:

@@ -283,7 +283,9 @@ class EventHub:
             self.on_change()
 
 
-def _event_types(events: Iterable[EventType | str] | None) -> frozenset[EventType] | None:
+def _event_types(
+    events: Iterable[EventType | str] | None,
+) -> frozenset[EventType] | None:
     if events is None:
         return None
 

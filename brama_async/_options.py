@@ -22,10 +22,10 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_SECONDS",
     "REGISTRY_SETTINGS",
+    "UNSET",
     "ConnectionOptions",
     "RegistrySettings",
     "Unset",
-    "UNSET",
 ]
 
 MAX_SECONDS: Final = 1e9
@@ -191,7 +191,7 @@ def exclude(value: object) -> tuple[type[Exception], ...]:
 def is_failure(value: object) -> FailurePredicate | None:
     """Return ``value`` if it is ``None`` or callable."""
     if value is None or callable(value):
-        return value  # type: ignore[return-value]
+        return value
 
     raise ConfigurationError(
         f"is_failure must be a callable taking the exception, or None, got {value!r}"
@@ -246,7 +246,9 @@ class ConnectionOptions:
     def effective_max_expiry(self) -> float:
         """The cap of the progressive strategy: by default ``10 * expiry``."""
         if self.max_expiry is None:
-            return min(MAX_SECONDS, max(10.0 * self.expiry, self.effective_initial_expiry))
+            return min(
+                MAX_SECONDS, max(10.0 * self.expiry, self.effective_initial_expiry)
+            )
 
         return self.max_expiry
 
@@ -257,7 +259,7 @@ class ConnectionOptions:
             ConfigurationError: If a value is invalid, a name unknown, or the
                 result inconsistent (``max_expiry < initial_expiry``).
         """
-        checked = check_connection_options(changes)
+        checked: dict[str, Any] = check_connection_options(changes)
         result = replace(self, **checked)
         check_consistent(result)
 

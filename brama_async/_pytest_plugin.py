@@ -23,7 +23,9 @@ def brama_clock() -> ManualClock:
 
 
 @pytest.fixture
-async def brama(brama_clock: ManualClock, anyio_backend: object) -> AsyncIterator[Brama]:
+async def brama(
+    brama_clock: ManualClock, anyio_backend: object
+) -> AsyncIterator[Brama]:
     """A running registry on ``brama_clock``, closed after the test."""
     async with Brama(clock=brama_clock) as registry:
         yield registry

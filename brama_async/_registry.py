@@ -33,16 +33,25 @@ from ._options import (
     ConnectionOptions,
     RegistrySettings,
     Unset,
-    check_connection_options,
     check_consistent,
     check_global_options,
-    metadata as check_metadata,
-    name as check_name,
     optional_seconds,
-    reason as check_reason,
-    scope as check_scope,
-    seconds as check_seconds,
     split_settings,
+)
+from ._options import (
+    metadata as check_metadata,
+)
+from ._options import (
+    name as check_name,
+)
+from ._options import (
+    reason as check_reason,
+)
+from ._options import (
+    scope as check_scope,
+)
+from ._options import (
+    seconds as check_seconds,
 )
 from ._status import ConnectionStatus
 from ._store import MemoryStore, Store
@@ -244,8 +253,8 @@ class Brama:
         max_attempts: int | Unset = UNSET,
         expiry: Seconds | Unset = UNSET,
         expiry_strategy: str | Unset = UNSET,
-        initial_expiry: Seconds | None | Unset = UNSET,
-        max_expiry: Seconds | None | Unset = UNSET,
+        initial_expiry: Seconds | Unset | None = UNSET,
+        max_expiry: Seconds | Unset | None = UNSET,
         backoff_factor: float | Unset = UNSET,
         half_open_max_calls: int | Unset = UNSET,
         exclude: type[Exception] | Iterable[type[Exception]] = (),
@@ -749,7 +758,9 @@ class Brama:
         self._alive(circuit)
         now = self._clock()
         circuit.touched_at = now
-        transition = machine.force_open(circuit, now, duration, reason or "opened by hand")
+        transition = machine.force_open(
+            circuit, now, duration, reason or "opened by hand"
+        )
         self._announce(circuit, transition)
 
     async def close_circuit(
@@ -764,7 +775,9 @@ class Brama:
         reason = check_reason(reason)
         self._alive(circuit)
         circuit.touched_at = self._clock()
-        self._announce(circuit, machine.force_close(circuit, reason or "closed by hand"))
+        self._announce(
+            circuit, machine.force_close(circuit, reason or "closed by hand")
+        )
 
     async def reset_circuit(
         self, identifier: str, *, scope: str | None = None, reason: str | None = None
@@ -818,11 +831,15 @@ class Brama:
         if circuit.code == OPEN and circuit.half_open_at is not None:
             self._schedule(circuit)
 
-        self._emit(EventType.EXPIRY_CHANGED, circuit, reason=f"expiry set to {duration:g}s")
+        self._emit(
+            EventType.EXPIRY_CHANGED, circuit, reason=f"expiry set to {duration:g}s"
+        )
         if transition is not None:
             self._announce(circuit, transition)
 
-    async def disable_expiry(self, identifier: str, *, scope: str | None = None) -> None:
+    async def disable_expiry(
+        self, identifier: str, *, scope: str | None = None
+    ) -> None:
         """Keep the circuit open (once open) until a manual control acts.
 
         ``CircuitOpenError.remaining`` is ``None`` meanwhile; ``set_expiry()``
@@ -872,7 +889,9 @@ class Brama:
         if self._phase == _CLOSED:
             self._check_running()
 
-        interval_changed = new_settings.cleanup_interval != self._settings.cleanup_interval
+        interval_changed = (
+            new_settings.cleanup_interval != self._settings.cleanup_interval
+        )
         self._defaults = new_defaults
         self._settings = new_settings
         if interval_changed and self._phase == _RUNNING:
@@ -885,7 +904,9 @@ class Brama:
     ) -> None:
         changes = dict(options)
         metadata = changes.pop("metadata", UNSET)
-        new_metadata = circuit.metadata if metadata is UNSET else check_metadata(metadata)
+        new_metadata = (
+            circuit.metadata if metadata is UNSET else check_metadata(metadata)
+        )
         new_options = circuit.options.updated(changes)
         self._alive(circuit)
 
@@ -911,7 +932,7 @@ class Brama:
         events: Iterable[EventType | str] | None = None,
         connection: str | None = None,
         scope: str | None = None,
-        filter: EventFilter | None = None,  # noqa: A002 - public name
+        filter: EventFilter | None = None,
         max_queued: int = 1000,
     ) -> Subscription:
         """Subscribe to events matching every filter given.
@@ -1021,7 +1042,9 @@ class Brama:
             del self._circuits[circuit.key]
         status = self._snapshot(circuit) if self._hub.wants_any else None
         self._forget(circuit)
-        self._emit(EventType.CONNECTION_REMOVED, circuit, reason="inactive", status=status)
+        self._emit(
+            EventType.CONNECTION_REMOVED, circuit, reason="inactive", status=status
+        )
 
 
 def _retire(circuit: Circuit) -> None:
@@ -1057,7 +1080,7 @@ def _check_clock(clock: object) -> Callable[[], float]:
     if not math.isfinite(sample):
         raise ConfigurationError(f"clock must return a finite number, got {sample!r}")
 
-    return clock  # type: ignore[return-value]
+    return clock
 
 
 def _describe(circuit: Circuit) -> str:
@@ -1113,4 +1136,3 @@ _VERBS: Final = {
     EventType.CIRCUIT_RESET: "reset",
     EventType.CIRCUIT_OPENED: "opened",
 }
-

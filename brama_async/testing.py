@@ -158,5 +158,3 @@ async def simulate_recovery(
 async def run_cleanup(brama: Brama) -> SweepSummary:
     """Run one cleanup sweep now and return its summary."""
     return await brama.sweep()
-
-
