@@ -1,14 +1,15 @@
 """The self-healing cleanup sweep and the activity index it reads.
 
-The index files every connection in a bucket: the bucket that was current
-when it was registered, or when a sweep last looked at it. Activity itself
-never touches the index (it only stamps times on the connection), so calls
-pay nothing for it. A sweep opens a new bucket, then reviews only buckets
-whose period ended before the inactivity cutoff; a connection found active
-since is moved to the new bucket, one found idle is a candidate. The cost of
-a sweep therefore follows the number of candidates (plus connections that
-were active since their last review, each once per threshold period), not the
-size of the registry.
+Each sweep starts a new period. The index files every connection under a
+period: the one it was registered in, or the one its last activity fell in
+when a sweep last looked at it. Activity itself never touches the index (it
+only stamps times on the connection), so calls pay nothing for it. A sweep
+reviews the periods that ended before the inactivity cutoff, and the one
+period the cutoff falls in; a connection found active since is filed under
+the period of its activity, one found idle is a candidate. The cost of a
+sweep therefore follows the number of candidates, plus connections that were
+active since their last review (each at most once per threshold period) and
+the members of one period, not the size of the registry.
 
 Removal takes two sweeps: the first marks an idle candidate stale, a later
 one removes it if it is still idle. Open circuits and connections with calls
@@ -17,8 +18,8 @@ in flight are never marked nor removed.
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -35,36 +36,59 @@ SweepSummary = dict[str, float]
 
 
 class ActivityIndex:
-    """Connections filed by the period they were last placed in."""
+    """Connections filed by the period of their last known activity.
 
-    __slots__ = ("_buckets", "stale")
+    A period starts at each sweep. Registration files a connection in the
+    current period; a sweep that finds a connection active since files it in
+    the period of that activity.
+    """
+
+    __slots__ = ("_members", "_starts", "stale")
 
     def __init__(self, now: float) -> None:
-        # (start time, members) pairs, oldest first; the last is current.
-        self._buckets: deque[tuple[float, list[Circuit]]] = deque([(now, [])])
+        # Parallel lists, oldest period first; the last period is current.
+        self._starts: list[float] = [now]
+        self._members: list[list[Circuit]] = [[]]
         self.stale: list[Circuit] = []
 
     def place(self, circuit: Circuit) -> None:
-        """File a connection in the current bucket."""
-        self._buckets[-1][1].append(circuit)
+        """File a connection in the current period."""
+        self._members[-1].append(circuit)
+
+    def place_by_activity(self, circuit: Circuit, last_activity: float) -> None:
+        """File a connection in the period its last activity fell in."""
+        position = bisect.bisect_right(self._starts, last_activity) - 1
+        self._members[max(position, 0)].append(circuit)
 
     def start_period(self, now: float) -> None:
-        """Open a new current bucket (each sweep starts one)."""
-        if self._buckets[-1][1]:
-            self._buckets.append((now, []))
-        else:
-            self._buckets[-1] = (now, [])
+        """Open a new current period (each sweep starts one)."""
+        if now > self._starts[-1]:
+            self._starts.append(now)
+            self._members.append([])
 
-    def pop_expired(self, cutoff: float) -> list[Circuit] | None:
-        """Remove and return the oldest bucket whose period ended by ``cutoff``.
+    def pop_ended(self, cutoff: float) -> list[Circuit] | None:
+        """Remove and return the oldest period if it ended by ``cutoff``.
 
-        A bucket's period ends when the next one starts; the current bucket
-        never qualifies.
+        A period ends when the next one starts; the current one never ends.
         """
-        if len(self._buckets) < 2 or self._buckets[1][0] > cutoff:
+        if len(self._starts) < 2 or self._starts[1] > cutoff:
             return None
 
-        return self._buckets.popleft()[1]
+        del self._starts[0]
+        return self._members.pop(0)
+
+    def take_boundary(self, cutoff: float) -> list[Circuit]:
+        """Take the members of the oldest period if it began by ``cutoff``.
+
+        That period has not ended by ``cutoff``, so only some of its members
+        can be idle for long enough; the sweep files the others back.
+        """
+        if self._starts[0] > cutoff:
+            return []
+
+        members = self._members[0]
+        self._members[0] = []
+        return members
 
 
 async def sweep(
@@ -78,9 +102,9 @@ async def sweep(
 
     ``mark_stale`` and ``remove`` are the registry's callbacks; they emit the
     events. The sweep yields to the event loop every :data:`BATCH` reviews.
-    If it is cancelled between batches, nothing is lost: each reviewed
-    connection has already been re-filed, marked or removed, and connections
-    of a bucket not yet reviewed are put back.
+    If it is cancelled while yielding, nothing is lost: each connection
+    reviewed has already been filed again, marked or removed, and the ones
+    not reached yet are filed back as they were.
     """
     started = time.perf_counter()
     now = clock()
@@ -90,11 +114,9 @@ async def sweep(
 
     previously_stale, index.stale = index.stale, []
     batches: list[tuple[list[Circuit], bool]] = [(previously_stale, True)]
-    while True:
-        bucket = index.pop_expired(cutoff)
-        if bucket is None:
-            break
-        batches.append((bucket, False))
+    while (ended := index.pop_ended(cutoff)) is not None:
+        batches.append((ended, False))
+    batches.append((index.take_boundary(cutoff), False))
 
     for position, (members, were_stale) in enumerate(batches):
         for offset, circuit in enumerate(members):
@@ -102,10 +124,8 @@ async def sweep(
                 try:
                     await anyio.lowlevel.checkpoint()
                 except BaseException:
-                    _refile(
-                        index,
-                        [(members[offset:], were_stale), *batches[position + 1 :]],
-                    )
+                    pending = [(members[offset:], were_stale), *batches[position + 1 :]]
+                    _refile(index, pending)
                     raise
 
             if circuit.code == GONE:
@@ -115,7 +135,7 @@ async def sweep(
             last_activity = circuit.last_activity_at
             active = last_activity >= cutoff
             if were_stale and circuit.stale_since is not None:
-                active = active or last_activity > circuit.stale_since
+                active = active or last_activity >= circuit.stale_since
             busy = circuit.code == OPEN or circuit.in_flight > 0
             if were_stale and not (active or busy):
                 remove(circuit)
@@ -123,7 +143,11 @@ async def sweep(
                 continue
 
             circuit.stale_since = None
-            if active or busy:
+            if active:
+                index.place_by_activity(circuit, last_activity)
+                continue
+
+            if busy:
                 index.place(circuit)
                 continue
 
@@ -141,7 +165,7 @@ async def sweep(
 
 
 def _refile(index: ActivityIndex, pending: list[tuple[list[Circuit], bool]]) -> None:
-    """Put back what a cancelled sweep did not reach, marks kept."""
+    """File back what a cancelled sweep did not reach, marks kept."""
     for members, were_stale in pending:
         for circuit in members:
             if circuit.code == GONE:
@@ -150,4 +174,4 @@ def _refile(index: ActivityIndex, pending: list[tuple[list[Circuit], bool]]) -> 
             if were_stale:
                 index.stale.append(circuit)
             else:
-                index.place(circuit)
+                index.place_by_activity(circuit, circuit.last_activity_at)

@@ -54,12 +54,20 @@ UNSET: Final = Unset()
 FailurePredicate = Callable[[Exception], bool]
 
 
+def _as_float(value: float) -> float:
+    """``float(value)``, with ints too large for a float read as infinite."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def seconds(name: str, value: object) -> float:
     """Return ``value`` as float seconds in ``(0, MAX_SECONDS]``."""
     if isinstance(value, timedelta):
         number = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
+        number = _as_float(value)
     else:
         raise ConfigurationError(
             f"{name} must be a number of seconds (int, float or timedelta), "
@@ -107,7 +115,7 @@ def backoff_factor(value: object) -> float:
             f"got {value!r} of type {type(value).__name__}"
         )
 
-    number = float(value)
+    number = _as_float(value)
     if not (math.isfinite(number) and 1.0 <= number <= MAX_BACKOFF_FACTOR):
         raise ConfigurationError(
             f"backoff_factor must be a number from 1 to {MAX_BACKOFF_FACTOR:g}, "

@@ -70,6 +70,9 @@ T = TypeVar("T")
 EXPIRY_BATCH: Final = 1024
 """Expiries applied between two yields to the event loop."""
 
+MAX_SWEEPS_IN_RUN: Final = 100
+"""Sweeps a manual clock runs in a row before it skips ahead."""
+
 _NEW, _RUNNING, _CLOSED = "new", "running", "closed"
 
 Seconds = float | timedelta
@@ -534,7 +537,7 @@ class Brama:
             in_flight=circuit.in_flight,
             trials_in_flight=circuit.trials if circuit.code == HALF_OPEN else 0,
             stale=circuit.stale_since is not None
-            and circuit.last_activity_at <= circuit.stale_since,
+            and circuit.last_activity_at < circuit.stale_since,
             metadata=circuit.metadata,
         )
 
@@ -652,13 +655,16 @@ class Brama:
 
         why = transition.reason if transition.reason is not None else reason
         _log_transition(self, circuit, transition, why)
-        if transition.expiry_changed:
-            self._emit(EventType.EXPIRY_CHANGED, circuit, reason="progressive backoff")
-
         previous = STATES[transition.previous]
         self._emit(transition.event, circuit, previous=previous, reason=why)
         if transition.changes_state:
             self._emit(EventType.STATE_CHANGE, circuit, previous=previous, reason=why)
+        if transition.expiry_changed:
+            self._emit(
+                EventType.EXPIRY_CHANGED,
+                circuit,
+                reason=f"open duration now {circuit.open_duration:g}s",
+            )
 
     def _schedule(self, circuit: Circuit) -> None:
         self._expiries.push(circuit)
@@ -986,6 +992,27 @@ class Brama:
 
         if self._phase == _RUNNING and now >= self._next_sweep_at:
             await self.sweep()
+
+    def _next_due(self, horizon: float) -> float:
+        """When something is next due, for a manual clock moving to ``horizon``.
+
+        A long run of sweeps with no expiry in between is shortened to its
+        last two sweeps: with nothing happening between them, the others
+        could only repeat what those two do.
+        """
+        if self._phase != _RUNNING:
+            return math.inf
+
+        expiry = self._expiries.next_deadline()
+        if expiry is None:
+            expiry = math.inf
+
+        interval = self._settings.cleanup_interval
+        sweeps_in_run = (min(expiry, horizon) - self._next_sweep_at) // interval
+        if sweeps_in_run > MAX_SWEEPS_IN_RUN:
+            self._next_sweep_at += (sweeps_in_run - 1) * interval
+
+        return min(expiry, self._next_sweep_at)
 
     async def _clock_advanced(self) -> None:
         """Called by a manual clock after it moved."""
