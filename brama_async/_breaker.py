@@ -67,11 +67,13 @@ class Breaker:
     using the handle raises ``ConnectionNotFound`` or ``RegistryClosedError``.
     """
 
-    __slots__ = ("__weakref__", "_circuit", "_registry")
+    __slots__ = ("__weakref__", "_circuit", "_registry", "_shared")
 
     def __init__(self, registry: Brama, circuit: Circuit) -> None:
         self._registry = registry
         self._circuit = circuit
+        # Copied from the registry: one attribute load less on every call.
+        self._shared = registry._shared
 
     def __repr__(self) -> str:
         circuit = self._circuit
@@ -103,48 +105,51 @@ class Breaker:
         counted, and a half-open trial slot held by this call is freed.
         """
         circuit = self._circuit
-        if circuit.code:
-            generation, trial = self._registry._admit(circuit)
+        if circuit.code or self._shared:
+            if self._shared:
+                generation, trial = await self._registry._store.admit(circuit)
+            else:
+                generation, trial = self._registry._admit(circuit)
         else:
             generation = circuit.generation
             trial = False
 
-        circuit.in_flight += 1
+        circuit.started += 1
         try:
             result = await fn(*args, **kwargs)
         except Exception as error:
-            circuit.in_flight -= 1
-            self._registry._settle_error(circuit, generation, trial, error)
+            circuit.finished += 1
+            await self._settle_error(circuit, generation, trial, error)
             raise
         except BaseException:
-            circuit.in_flight -= 1
+            circuit.finished += 1
             self._registry._settle_interrupted(circuit, generation, trial)
             raise
 
-        circuit.in_flight -= 1
-        registry = self._registry
+        circuit.finished += 1
         if (
             trial
             or circuit.failure_count
             or generation != circuit.generation
-            or registry._watch_success
+            or self._registry._watch_success
         ):
-            registry._settle_success(circuit, generation, trial)
-        else:
-            circuit.last_success_at = registry._clock()
+            await self._settle_success(circuit, generation, trial)
 
         return result
 
     async def __aenter__(self) -> Breaker:
         """Admit the block, or raise ``CircuitOpenError`` without running it."""
         circuit = self._circuit
-        if circuit.code:
-            generation, trial = self._registry._admit(circuit)
+        if circuit.code or self._shared:
+            if self._shared:
+                generation, trial = await self._registry._store.admit(circuit)
+            else:
+                generation, trial = self._registry._admit(circuit)
         else:
             generation = circuit.generation
             trial = False
 
-        circuit.in_flight += 1
+        circuit.started += 1
         _entries.set((circuit, generation, trial, _entries.get()))
 
         return self
@@ -158,22 +163,40 @@ class Breaker:
         """Record the block's outcome; never suppresses its exception."""
         circuit = self._circuit
         generation, trial = _pop_entry(circuit)
-        circuit.in_flight -= 1
-        registry = self._registry
+        circuit.finished += 1
         if exc is None:
             if (
                 trial
                 or circuit.failure_count
                 or generation != circuit.generation
-                or registry._watch_success
+                or self._registry._watch_success
             ):
-                registry._settle_success(circuit, generation, trial)
-            else:
-                circuit.last_success_at = registry._clock()
+                await self._settle_success(circuit, generation, trial)
         elif isinstance(exc, Exception):
-            registry._settle_error(circuit, generation, trial, exc)
+            await self._settle_error(circuit, generation, trial, exc)
         else:
-            registry._settle_interrupted(circuit, generation, trial)
+            self._registry._settle_interrupted(circuit, generation, trial)
+
+    # The paths off the closed-state fast path, shared by the call styles.
+    # A shared store is awaited here only, never on a plain closed success.
+
+    async def _settle_error(
+        self, circuit: Circuit, generation: int, trial: bool, error: Exception
+    ) -> None:
+        registry = self._registry
+        if registry._shared:
+            await registry._store.settle_error(circuit, generation, trial, error)
+        else:
+            registry._settle_error(circuit, generation, trial, error)
+
+    async def _settle_success(
+        self, circuit: Circuit, generation: int, trial: bool
+    ) -> None:
+        registry = self._registry
+        if registry._shared:
+            await registry._store.settle_success(circuit, generation, trial)
+        else:
+            registry._settle_success(circuit, generation, trial)
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]

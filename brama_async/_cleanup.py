@@ -132,6 +132,12 @@ async def sweep(
                 continue
 
             reviewed += 1
+            if circuit.started != circuit.reviewed_started:
+                # Calls on the closed fast path are counted, not timestamped:
+                # they happened since the last review, so "now" is the only
+                # time that can never make a connection look idle too early.
+                circuit.reviewed_started = circuit.started
+                circuit.touched_at = now
             last_activity = circuit.last_activity_at
             active = last_activity >= cutoff
             if were_stale and circuit.stale_since is not None:

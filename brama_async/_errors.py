@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._types import State
 
 __all__ = [
@@ -52,21 +54,46 @@ class CircuitOpenError(BramaError):
         last_failure: The last exception counted as a failure, or ``None``.
     """
 
-    def __init__(
-        self,
-        identifier: str,
-        scope: str | None,
-        state: State,
-        remaining: float | None,
-        last_failure: BaseException | None,
-    ) -> None:
-        # Formatting is deferred to __str__: refusals are a hot path.
-        super().__init__(identifier, scope, state, remaining, last_failure)
-        self.identifier = identifier
-        self.scope = scope
-        self.state = state
-        self.remaining = remaining
-        self.last_failure = last_failure
+    # No __init__ of its own: BaseException stores the five arguments in
+    # ``args`` and the attributes read them, so a refusal costs no more than
+    # building a plain exception.
+    args: tuple[str, str | None, State, float | None, BaseException | None]
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            identifier: str,
+            scope: str | None,
+            state: State,
+            remaining: float | None,
+            last_failure: BaseException | None,
+        ) -> None: ...
+
+    @property
+    def identifier(self) -> str:
+        """The connection's identifier."""
+        return self.args[0]
+
+    @property
+    def scope(self) -> str | None:
+        """The connection's scope, or ``None``."""
+        return self.args[1]
+
+    @property
+    def state(self) -> State:
+        """The state that refused the call."""
+        return self.args[2]
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds until half-open, ``0.0`` if half-open, ``None`` if disabled."""
+        return self.args[3]
+
+    @property
+    def last_failure(self) -> BaseException | None:
+        """The last exception counted as a failure, or ``None``."""
+        return self.args[4]
 
     def __str__(self) -> str:
         if self.state is State.HALF_OPEN:

@@ -88,11 +88,11 @@ class Circuit:
         "code",
         "expiry_enabled",
         "failure_count",
+        "finished",
         "generation",
         "half_open_at",
         "handle",
         "identifier",
-        "in_flight",
         "key",
         "last_failure",
         "last_failure_at",
@@ -103,8 +103,10 @@ class Circuit:
         "opened_at",
         "options",
         "registered_at",
+        "reviewed_started",
         "scope",
         "stale_since",
+        "started",
         "store_data",
         "touched_at",
         "trials",
@@ -129,7 +131,9 @@ class Circuit:
         self.failure_count = 0
         self.trips = 0
         self.trials = 0
-        self.in_flight = 0
+        self.started = 0
+        self.finished = 0
+        self.reviewed_started = 0
         self.expiry_enabled = True
         self.opened_at: float | None = None
         self.open_duration = open_duration(options, 1)
@@ -148,6 +152,11 @@ class Circuit:
     def state(self) -> State:
         """The public state (a gone circuit reads as closed)."""
         return STATES[self.code]
+
+    @property
+    def in_flight(self) -> int:
+        """Calls admitted and not finished yet."""
+        return self.started - self.finished
 
     @property
     def last_activity_at(self) -> float:

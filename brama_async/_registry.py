@@ -327,6 +327,8 @@ class Brama:
         self._circuits[key] = circuit
         self._index.place(circuit)
         self._emit(EventType.REGISTERED, circuit)
+        if self._shared:
+            await self._store.attach(circuit)
 
         return handle
 
@@ -424,6 +426,8 @@ class Brama:
     def _forget(self, circuit: Circuit) -> None:
         if circuit.code == OPEN and circuit.half_open_at is not None:
             self._expiries.forget_one()
+        if self._shared:
+            self._store.detach(circuit)
         _retire(circuit)
 
     # -- reading -------------------------------------------------------------
@@ -537,7 +541,8 @@ class Brama:
             in_flight=circuit.in_flight,
             trials_in_flight=circuit.trials if circuit.code == HALF_OPEN else 0,
             stale=circuit.stale_since is not None
-            and circuit.last_activity_at < circuit.stale_since,
+            and circuit.last_activity_at < circuit.stale_since
+            and circuit.started == circuit.reviewed_started,
             metadata=circuit.metadata,
         )
 
@@ -626,6 +631,8 @@ class Brama:
     ) -> None:
         if trial:
             machine.release_trial(circuit, generation)
+            if self._shared:
+                self._store.settle_interrupted(circuit, trial)
         if circuit.code != GONE:
             circuit.touched_at = self._clock()
 
@@ -645,9 +652,17 @@ class Brama:
     # -- announcing transitions -----------------------------------------------
 
     def _announce(
-        self, circuit: Circuit, transition: Transition, reason: str | None = None
+        self,
+        circuit: Circuit,
+        transition: Transition,
+        reason: str | None = None,
+        origin: str | None = None,
     ) -> None:
-        """Schedule, log and emit what a committed transition did."""
+        """Schedule, log and emit what a committed transition did.
+
+        ``origin`` names another process when a shared store applies a
+        transition made there (``None``: made here).
+        """
         if transition.previous == OPEN:
             self._expiries.forget_one()
         if transition.current == OPEN and circuit.half_open_at is not None:
@@ -656,14 +671,23 @@ class Brama:
         why = transition.reason if transition.reason is not None else reason
         _log_transition(self, circuit, transition, why)
         previous = STATES[transition.previous]
-        self._emit(transition.event, circuit, previous=previous, reason=why)
+        self._emit(
+            transition.event, circuit, previous=previous, reason=why, origin=origin
+        )
         if transition.changes_state:
-            self._emit(EventType.STATE_CHANGE, circuit, previous=previous, reason=why)
+            self._emit(
+                EventType.STATE_CHANGE,
+                circuit,
+                previous=previous,
+                reason=why,
+                origin=origin,
+            )
         if transition.expiry_changed:
             self._emit(
                 EventType.EXPIRY_CHANGED,
                 circuit,
                 reason=f"open duration now {circuit.open_duration:g}s",
+                origin=origin,
             )
 
     def _schedule(self, circuit: Circuit) -> None:
@@ -681,6 +705,7 @@ class Brama:
         previous: State | None = None,
         reason: str | None = None,
         status: ConnectionStatus | None = None,
+        origin: str | None = None,
     ) -> None:
         if not self._hub.wants(event_type):
             return
@@ -698,6 +723,7 @@ class Brama:
                 previous_state=previous,
                 reason=reason,
                 status=status,
+                origin=origin,
             )
         )
 
@@ -717,6 +743,10 @@ class Brama:
     async def _report_success(self, circuit: Circuit) -> None:
         self._alive(circuit)
         self._catch_up(circuit)
+        if self._shared:
+            await self._store.settle_success(circuit, circuit.generation, False)
+            return
+
         self._settle_success(circuit, circuit.generation, False)
 
     async def failure(
@@ -735,6 +765,12 @@ class Brama:
         reason = check_reason(reason)
         self._alive(circuit)
         self._catch_up(circuit)
+        if self._shared:
+            await self._store.record_failure(
+                circuit, circuit.generation, False, None, reason
+            )
+            return
+
         step = machine.record_failure(
             circuit, circuit.generation, self._clock(), None, reason
         )
@@ -768,6 +804,8 @@ class Brama:
             circuit, now, duration, reason or "opened by hand"
         )
         self._announce(circuit, transition)
+        if self._shared:
+            await self._store.publish(circuit, "opened", transition.reason)
 
     async def close_circuit(
         self, identifier: str, *, scope: str | None = None, reason: str | None = None
@@ -784,6 +822,8 @@ class Brama:
         self._announce(
             circuit, machine.force_close(circuit, reason or "closed by hand")
         )
+        if self._shared:
+            await self._store.publish(circuit, "closed", reason)
 
     async def reset_circuit(
         self, identifier: str, *, scope: str | None = None, reason: str | None = None
@@ -797,6 +837,8 @@ class Brama:
         self._alive(circuit)
         circuit.touched_at = self._clock()
         self._announce(circuit, machine.reset(circuit, reason or "reset by hand"))
+        if self._shared:
+            await self._store.publish(circuit, "reset", reason)
 
     async def reset_expiry(self, identifier: str, *, scope: str | None = None) -> None:
         """Send an open circuit half-open now; other states are left alone."""
@@ -808,6 +850,8 @@ class Brama:
         transition = machine.reset_expiry(circuit)
         if transition is not None:
             self._announce(circuit, transition)
+            if self._shared:
+                await self._store.publish(circuit, "half_opened", None)
 
     async def set_expiry(
         self, identifier: str, seconds: Seconds, *, scope: str | None = None
@@ -842,6 +886,8 @@ class Brama:
         )
         if transition is not None:
             self._announce(circuit, transition)
+        if self._shared:
+            await self._store.publish(circuit, "expiry", None)
 
     async def disable_expiry(
         self, identifier: str, *, scope: str | None = None
@@ -861,6 +907,8 @@ class Brama:
 
         machine.disable_expiry(circuit)
         self._emit(EventType.EXPIRY_CHANGED, circuit, reason="expiry disabled")
+        if self._shared:
+            await self._store.publish(circuit, "expiry", None)
 
     # -- configuration ---------------------------------------------------------
 

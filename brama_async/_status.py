@@ -39,8 +39,15 @@ class ConnectionStatus:
         opened_at: When the circuit last opened, or ``None``.
         half_open_at: When an open circuit goes half-open, or ``None``.
         last_failure_at: When the last failure was counted, or ``None``.
-        last_success_at: When the last success was recorded, or ``None``.
-        last_activity_at: The latest registration, call, report or control.
+        last_success_at: When the last timestamped success was recorded, or
+            ``None``. To keep the closed-state fast path free of clock reads,
+            a success that changes nothing (closed, no failures to reset, no
+            ``success`` subscriber) is counted but not timestamped; every
+            other success is.
+        last_activity_at: The latest timestamped registration, call, report
+            or manual control. Untimestamped successes are seen by the next
+            cleanup sweep that reviews the connection, which counts them as
+            activity at the time of that sweep.
         last_failure_reason: The reason given with the last failure.
         in_flight: Calls running through the breaker now.
         trials_in_flight: Half-open trial slots taken now.
