@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import ParamSpec
 
+from ._errors import CircuitOpenError
+
 if TYPE_CHECKING:
     from datetime import timedelta
 
@@ -109,7 +111,10 @@ class Breaker:
             if self._shared:
                 generation, trial = await self._registry._store.admit(circuit)
             else:
-                generation, trial = self._registry._admit(circuit)
+                admitted = self._registry._try_admit(circuit)
+                if admitted.__class__ is CircuitOpenError:
+                    raise admitted
+                generation, trial = admitted  # type: ignore[misc]
         else:
             generation = circuit.generation
             trial = False
@@ -144,7 +149,10 @@ class Breaker:
             if self._shared:
                 generation, trial = await self._registry._store.admit(circuit)
             else:
-                generation, trial = self._registry._admit(circuit)
+                admitted = self._registry._try_admit(circuit)
+                if admitted.__class__ is CircuitOpenError:
+                    raise admitted
+                generation, trial = admitted  # type: ignore[misc]
         else:
             generation = circuit.generation
             trial = False

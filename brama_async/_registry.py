@@ -70,6 +70,9 @@ T = TypeVar("T")
 EXPIRY_BATCH: Final = 1024
 """Expiries applied between two yields to the event loop."""
 
+_OPEN: Final = State.OPEN
+_HALF_OPEN: Final = State.HALF_OPEN
+
 MAX_SWEEPS_IN_RUN: Final = 100
 """Sweeps a manual clock runs in a row before it skips ahead."""
 
@@ -417,7 +420,9 @@ class Brama:
         if circuit is None:
             return False
 
-        status = self._snapshot(circuit) if self._hub.wants_any else None
+        status = (
+            self._snapshot(circuit) if self._hub.wants(EventType.UNREGISTERED) else None
+        )
         self._forget(circuit)
         self._emit(EventType.UNREGISTERED, circuit, status=status)
 
@@ -549,36 +554,51 @@ class Brama:
     # -- the call path (synchronous: atomic on the event loop) ---------------
 
     def _admit(self, circuit: Circuit) -> tuple[int, bool]:
-        """Admit a call to a circuit that is not closed, or refuse it.
+        """Admit a call to a circuit that is not closed, or raise the refusal.
 
         Returns the generation and whether the call is a half-open trial.
         """
-        code = circuit.code
-        if code == GONE:
-            self._alive(circuit)
+        admitted = self._try_admit(circuit)
+        if isinstance(admitted, CircuitOpenError):
+            raise admitted
 
+        return admitted
+
+    def _try_admit(self, circuit: Circuit) -> tuple[int, bool] | CircuitOpenError:
+        """Like :meth:`_admit`, but return the refusal instead of raising it.
+
+        The breaker raises it from its own frame: one traceback entry less
+        on the refusal path.
+        """
+        code = circuit.code
         if code == OPEN:
             now = self._clock()
             deadline = circuit.half_open_at
-            if deadline is None or now < deadline:
-                raise CircuitOpenError(
+            if deadline is None:
+                return CircuitOpenError(
+                    circuit.identifier, circuit.scope, _OPEN, None, circuit.last_failure
+                )
+            if now < deadline:
+                return CircuitOpenError(
                     circuit.identifier,
                     circuit.scope,
-                    State.OPEN,
-                    None if deadline is None else deadline - now,
+                    _OPEN,
+                    deadline - now,
                     circuit.last_failure,
                 )
 
             transition = machine.apply_expiry(circuit, now)
             assert transition is not None
             self._announce(circuit, transition)
+        elif code == GONE:
+            self._alive(circuit)
 
         if circuit.code == HALF_OPEN:
             if circuit.trials >= circuit.options.half_open_max_calls:
-                raise CircuitOpenError(
+                return CircuitOpenError(
                     circuit.identifier,
                     circuit.scope,
-                    State.HALF_OPEN,
+                    _HALF_OPEN,
                     0.0,
                     circuit.last_failure,
                 )
@@ -1115,7 +1135,11 @@ class Brama:
     def _remove_idle(self, circuit: Circuit) -> None:
         if self._circuits.get(circuit.key) is circuit:
             del self._circuits[circuit.key]
-        status = self._snapshot(circuit) if self._hub.wants_any else None
+        status = (
+            self._snapshot(circuit)
+            if self._hub.wants(EventType.CONNECTION_REMOVED)
+            else None
+        )
         self._forget(circuit)
         self._emit(
             EventType.CONNECTION_REMOVED, circuit, reason="inactive", status=status
