@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,11 +30,6 @@ from ._errors import CircuitOpenError
 from ._events import Event, Subscription
 from ._registry import Brama
 from ._types import EventType
-
-if sys.version_info >= (3, 11):
-    from typing import Self
-else:  # pragma: no cover
-    from typing_extensions import Self
 
 __all__ = ["PATTERNS", "DemoConfig", "DemoReport", "run_demo"]
 
@@ -289,6 +285,7 @@ class _Demo:
         self.config = config
         self.out = out
         self.report = DemoReport(phases=config.schedule())
+        self.interrupted = False
         self._start = 0.0
 
     def elapsed(self) -> float:
@@ -304,12 +301,42 @@ class _Demo:
             f"failed={r.failed} succeeded={r.succeeded}"
         )
 
-    async def run(self) -> Self:
-        config = self.config
+    async def run(self) -> None:
+        """Run the service, the client and the printer, then print a summary.
+
+        SIGINT (Ctrl-C) cancels the run: everything shuts down, the summary
+        of what happened so far is printed, and ``interrupted`` is set.
+        """
         self._start = anyio.current_time()
-        service = _FlakyService(self.report.phases, config.seed, self.elapsed)
-        initial = config.initial_expiry
         self._intro()
+        service = _FlakyService(self.report.phases, self.config.seed, self.elapsed)
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self._stop_on_interrupt, outer.cancel_scope)
+            try:
+                await self._run(service)
+            finally:
+                self.report.served = dict(service.served)
+                self.report.elapsed = self.elapsed()
+
+            outer.cancel_scope.cancel()
+
+        self._summary()
+
+    async def _stop_on_interrupt(self, scope: anyio.CancelScope) -> None:
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    self.interrupted = True
+                    scope.cancel()
+                    return
+        except NotImplementedError:
+            # No signal handlers here (asyncio on Windows): Ctrl-C raises
+            # KeyboardInterrupt the usual way instead.
+            await anyio.sleep_forever()
+
+    async def _run(self, service: _FlakyService) -> None:
+        initial = self.config.initial_expiry
 
         async with Brama() as brama:
             breaker = await brama.register(
@@ -325,22 +352,18 @@ class _Demo:
                 events=[EventType.STATE_CHANGE], connection=_IDENTIFIER
             )
 
-            async with anyio.create_task_group() as tasks:
-                port = await tasks.start(service.serve)
-                tasks.start_soon(self._announce_phases)
-                tasks.start_soon(self._print_transitions, subscription, brama)
-                await self._drive(brama, port)
+            try:
+                async with anyio.create_task_group() as tasks:
+                    port = await tasks.start(service.serve)
+                    tasks.start_soon(self._announce_phases)
+                    tasks.start_soon(self._print_transitions, subscription, brama)
+                    await self._drive(brama, port)
 
-                await anyio.sleep(0.01)
-                tasks.cancel_scope.cancel()
-
-            subscription.close()
-            self.report.final_state = str(breaker.status().state.value)
-
-        self.report.served = dict(service.served)
-        self.report.elapsed = self.elapsed()
-        self._summary()
-        return self
+                    await anyio.sleep(0.01)
+                    tasks.cancel_scope.cancel()
+            finally:
+                subscription.close()
+                self.report.final_state = breaker.status().state.value
 
     def _intro(self) -> None:
         c = self.config
@@ -415,9 +438,10 @@ class _Demo:
         r = self.report
         failing = sum(n for kind, n in r.served.items() if kind != "healthy")
         opens = [t for t, _, state in r.transitions if state == "open"]
+        stopped = ", interrupted" if self.interrupted else ""
         lines = [
             "",
-            f"summary after {r.elapsed:.1f} s "
+            f"summary after {r.elapsed:.1f} s{stopped} "
             f"(pattern {self.config.pattern!r}, seed {self.config.seed})",
             f"  calls made           {r.calls}",
             f"  admitted             {r.admitted}: {r.succeeded} succeeded, "
@@ -450,7 +474,7 @@ class _Demo:
     def _recoveries(self) -> list[str]:
         r = self.report
         lines = []
-        bad = [p for p in r.phases if p.kind != "healthy"]
+        bad = [p for p in r.phases if p.kind != "healthy" and p.start < r.elapsed]
         for index, phase in enumerate(bad):
             until = bad[index + 1].start if index + 1 < len(bad) else math.inf
             window = phase.end + self.config.request_timeout + 0.05
@@ -483,10 +507,14 @@ class _Demo:
 def run_demo(config: DemoConfig, *, out: TextIO | None = None) -> DemoReport:
     """Run the demo to completion on asyncio and return what happened.
 
-    Prints to ``out`` (standard output by default) as it goes.  A
-    ``KeyboardInterrupt`` (Ctrl-C) propagates after the service, the breaker
-    registry and every pending request have been shut down.
+    Prints to ``out`` (standard output by default) as it goes.  On Ctrl-C
+    (SIGINT) the service, the registry and every pending request are shut down
+    (pending requests are cancelled, which the breaker does not count), the
+    summary so far is printed, and ``KeyboardInterrupt`` is raised.
     """
     demo = _Demo(config, out or sys.stdout)
     anyio.run(demo.run)
+    if demo.interrupted:
+        raise KeyboardInterrupt
+
     return demo.report
