@@ -455,6 +455,30 @@ async def test_late_success_from_before_the_open_does_not_close(brama):
     assert breaker.status().in_flight == 0
 
 
+async def test_late_success_does_not_close_a_half_open_circuit(brama, brama_clock):
+    """A success of a call admitted while closed does not decide the trial
+    period that follows, nor does it take or free a trial slot."""
+    breaker = await brama.register("api", max_attempts=1, expiry=1.0)
+    release = anyio.Event()
+
+    async def slow():
+        await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(breaker.call, slow)
+        await anyio.wait_all_tasks_blocked()
+        await trip(breaker)
+        await brama_clock.advance(1.0)
+        release.set()
+
+    after = breaker.status()
+
+    assert after.state == State.HALF_OPEN
+    assert after.trips == 1
+    assert after.trials_in_flight == 0
+    assert breaker.available() is True
+
+
 async def test_late_failure_neither_reopens_nor_extends(brama, brama_clock):
     """A failure of a call admitted while closed does not reopen a half-open
     circuit, nor push forward the opening time of an open one."""
