@@ -234,7 +234,10 @@ class Brama:
                 self._clock._detach(self)  # type: ignore[attr-defined]
             task_group.cancel_scope.cancel()
 
-        return await task_group.__aexit__(exc_type, exc, traceback)
+        # The block's own exception propagates as itself: the task group only
+        # reports failures of the registry's tasks, never wraps the caller's.
+        await task_group.__aexit__(None, None, None)
+        return None
 
     @property
     def closed(self) -> bool:
