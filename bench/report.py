@@ -75,6 +75,7 @@ def _header(result: RunResult) -> list[str]:
         f"- mode: {mode}",
         f"- machine: {meta['cpu']}, {meta['nproc']} CPUs, {meta['platform']}",
         f"- Python {meta['python']} ({meta['implementation']}), loop: {result.loop}",
+        f"- brama_async revision: {meta.get('revision', 'unknown')}",
         f"- versions: {_versions(result)}",
         f"- repetitions: {s.reps} (heavy scenarios {s.heavy_reps}, memory passes "
         f"{s.mem_reps}), contenders interleaved round-robin in every repetition; "
@@ -84,8 +85,9 @@ def _header(result: RunResult) -> list[str]:
 
 def _targets(result: RunResult) -> list[str]:
     verdicts = evaluate(result)
-    rows = [[v.target, v.measured, v.limit, v.outcome] for v in verdicts]
-    return ["## Targets", "", table(["target", "measured", "limit", "result"], rows)]
+    rows = [[v.target, v.measured, v.limit, v.outcome, v.detail] for v in verdicts]
+    header = ["target", "measured (medians)", "limit", "result", "second reading"]
+    return ["## Targets", "", table(header, rows)]
 
 
 def _semantics(result: RunResult) -> list[str]:

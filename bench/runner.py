@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -84,6 +85,7 @@ def machine() -> dict[str, Any]:
         pass
 
     return {
+        "revision": revision(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
@@ -91,6 +93,31 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "nproc": os.cpu_count(),
     }
+
+
+def revision() -> str:
+    """The measured brama_async's git commit, with ``+changes`` when the
+    package's files differ from it; ``unknown`` outside a git checkout."""
+    try:
+        import brama_async
+
+        package = os.path.dirname(os.path.abspath(brama_async.__file__))
+        commit = subprocess.run(
+            ["git", "-C", package, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", package, "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (ImportError, OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+    return f"{commit}+changes" if changes else commit
 
 
 async def run(

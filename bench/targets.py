@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench._timing import fmt_bytes, fmt_ratio, fmt_time
+from bench._timing import Stats, fmt_bytes, fmt_ratio, fmt_time
 from bench.runner import RunResult
 
 OURS = "brama_async"
@@ -19,6 +19,7 @@ class Verdict:
     measured: str
     limit: str
     passed: bool | None
+    detail: str = ""
 
     @property
     def outcome(self) -> str:
@@ -46,6 +47,18 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def _stat(result: RunResult, scenario: str, key: str, metric: str) -> Stats | None:
+    return result.stats.get(scenario, {}).get(key, {}).get(metric)
+
+
+def _min_ratio(a: Stats | None, b: Stats | None) -> str:
+    """Ratio of the best samples: noise only ever adds time, so it is a
+    useful second reading on a busy machine."""
+    if a is None or b is None or b.low <= 0:
+        return ""
+    return f"best/best {fmt_ratio(a.low / b.low)}"
+
+
 def _ratio_target(
     name: str,
     scenario: str,
@@ -56,15 +69,23 @@ def _ratio_target(
     strict: bool = False,
 ) -> Callable[[RunResult], Verdict]:
     def evaluate(result: RunResult) -> Verdict:
+        mine = _stat(result, scenario, ours, metric)
+        theirs = _stat(result, scenario, other, metric)
         ratio = _ratio(
-            result.median(scenario, ours, metric),
-            result.median(scenario, other, metric),
+            None if mine is None else mine.median,
+            None if theirs is None else theirs.median,
         )
         sign = "<" if strict else "<="
         passed = (
             None if ratio is None else (ratio < limit if strict else ratio <= limit)
         )
-        return Verdict(name, fmt_ratio(ratio), f"{sign} {limit:g}x {other}", passed)
+        return Verdict(
+            name,
+            fmt_ratio(ratio),
+            f"{sign} {limit:g}x {other}",
+            passed,
+            _min_ratio(mine, theirs),
+        )
 
     return evaluate
 
@@ -77,7 +98,11 @@ def _vs_fastest_peer(result: RunResult) -> Verdict:
 
     ratio = _ratio(result.median("closed", OURS, "per_call"), best[1])
     passed = None if ratio is None else ratio < 0.5
-    return Verdict(name, f"{fmt_ratio(ratio)} ({best[0]})", "< 0.5x", passed)
+    detail = _min_ratio(
+        _stat(result, "closed", OURS, "per_call"),
+        _stat(result, "closed", best[0], "per_call"),
+    )
+    return Verdict(name, f"{fmt_ratio(ratio)} ({best[0]})", "< 0.5x", passed, detail)
 
 
 def _refusal_memory(result: RunResult) -> Verdict:
@@ -109,12 +134,14 @@ def _absolute(
     limit_text = f"{'<=' if inclusive else '<'} {shown(limit)}"
 
     def evaluate(result: RunResult) -> Verdict:
-        value = result.median(scenario, OURS, metric)
-        if value is None:
+        stats = _stat(result, scenario, OURS, metric)
+        if stats is None:
             return Verdict(name, "-", limit_text, None)
 
+        value = stats.median
         passed = value <= limit if inclusive else value < limit
-        return Verdict(name, shown(value), limit_text, passed)
+        detail = f"best {shown(stats.low)}" if len(stats.samples) > 1 else ""
+        return Verdict(name, shown(value), limit_text, passed, detail)
 
     return evaluate
 
