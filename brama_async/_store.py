@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
+    from ._machine import Circuit
     from ._registry import Brama
 
 __all__ = ["MemoryStore", "Store"]
@@ -30,6 +31,51 @@ class Store:
 
     async def stop(self) -> None:
         """Called once when the registry closes, before its tasks are cancelled."""
+
+    # The hooks below are called only when ``shared`` is true.
+
+    async def attach(self, circuit: Circuit) -> None:
+        """A connection was registered: load its shared state."""
+        raise NotImplementedError
+
+    def detach(self, circuit: Circuit) -> None:
+        """A connection was unregistered or removed: forget its shared state."""
+        raise NotImplementedError
+
+    async def admit(self, circuit: Circuit) -> tuple[int, bool]:
+        """Admit a call (generation, is-trial) or raise ``CircuitOpenError``."""
+        raise NotImplementedError
+
+    async def settle_error(
+        self, circuit: Circuit, generation: int, trial: bool, error: Exception
+    ) -> None:
+        """Record a call that raised an ``Exception`` (failure or excluded)."""
+        raise NotImplementedError
+
+    async def record_failure(
+        self,
+        circuit: Circuit,
+        generation: int,
+        trial: bool,
+        error: Exception | None,
+        reason: str | None,
+    ) -> None:
+        """Record one counted failure (a call's or a manual report)."""
+        raise NotImplementedError
+
+    async def settle_success(
+        self, circuit: Circuit, generation: int, trial: bool
+    ) -> None:
+        """Record a success that is not the plain closed-state fast path."""
+        raise NotImplementedError
+
+    def settle_interrupted(self, circuit: Circuit, trial: bool) -> None:
+        """A call ended in cancellation or another ``BaseException``; never awaits."""
+        raise NotImplementedError
+
+    async def publish(self, circuit: Circuit, event: str, reason: str | None) -> None:
+        """Share the state a manual control just set on ``circuit``."""
+        raise NotImplementedError
 
 
 class MemoryStore(Store):
