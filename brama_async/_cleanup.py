@@ -1,15 +1,16 @@
 """The self-healing cleanup sweep and the activity index it reads.
 
-Each sweep starts a new period. The index files every connection under a
-period: the one it was registered in, or the one its last activity fell in
-when a sweep last looked at it. Activity itself never touches the index (it
-only stamps times on the connection), so calls pay nothing for it. A sweep
-reviews the periods that ended before the inactivity cutoff, and the one
-period the cutoff falls in; a connection found active since is filed under
-the period of its activity, one found idle is a candidate. The cost of a
-sweep therefore follows the number of candidates, plus connections that were
-active since their last review (each at most once per threshold period) and
-the members of one period, not the size of the registry.
+Each sweep starts a new period, and so does every few thousand placements.
+The index files every connection under a period: the one it was registered
+in, or the one its last activity fell in when a sweep last looked at it.
+Activity itself never touches the index (it only stamps times on the
+connection), so calls pay nothing for it. A sweep reviews the periods that
+ended before the inactivity cutoff, and the one period the cutoff falls in;
+a connection found active since is filed under the period of its activity,
+one found idle is a candidate. The cost of a sweep therefore follows the
+number of candidates, plus connections that were active since their last
+review (each at most once per threshold period) and the members of one
+period, not the size of the registry.
 
 Removal takes two sweeps: the first marks an idle candidate stale, a later
 one removes it if it is still idle. Open circuits and connections with calls
@@ -29,8 +30,15 @@ from ._machine import GONE, OPEN, Circuit
 
 __all__ = ["ActivityIndex", "SweepSummary", "sweep"]
 
-BATCH: Final = 1024
-"""Connections reviewed between two yields to the event loop."""
+PERIOD_SIZE: Final = 4096
+"""Connections filed in one period before a new one starts: keeps the one
+period a sweep must review in part small, however fast connections come."""
+
+YIELD_EVERY: Final = 0.001
+"""Seconds of work a sweep does at most between two yields to the loop."""
+
+CHECK_EVERY: Final = 64
+"""Connections reviewed between two looks at the time."""
 
 SweepSummary = dict[str, float]
 
@@ -38,7 +46,8 @@ SweepSummary = dict[str, float]
 class ActivityIndex:
     """Connections filed by the period of their last known activity.
 
-    A period starts at each sweep. Registration files a connection in the
+    A period starts at each sweep, and whenever the current one holds
+    :data:`PERIOD_SIZE` connections. Registration files a connection in the
     current period; a sweep that finds a connection active since files it in
     the period of that activity.
     """
@@ -51,9 +60,14 @@ class ActivityIndex:
         self._members: list[list[Circuit]] = [[]]
         self.stale: list[Circuit] = []
 
-    def place(self, circuit: Circuit) -> None:
-        """File a connection in the current period."""
-        self._members[-1].append(circuit)
+    def place(self, circuit: Circuit, now: float) -> None:
+        """File a connection in the current period (``now`` is the time)."""
+        members = self._members[-1]
+        if len(members) >= PERIOD_SIZE:
+            self.start_period(now)
+            members = self._members[-1]
+
+        members.append(circuit)
 
     def place_by_activity(self, circuit: Circuit, last_activity: float) -> None:
         """File a connection in the period its last activity fell in."""
@@ -61,10 +75,9 @@ class ActivityIndex:
         self._members[max(position, 0)].append(circuit)
 
     def start_period(self, now: float) -> None:
-        """Open a new current period (each sweep starts one)."""
-        if now > self._starts[-1]:
-            self._starts.append(now)
-            self._members.append([])
+        """Open a new current period (never earlier than the last one)."""
+        self._starts.append(max(now, self._starts[-1]))
+        self._members.append([])
 
     def pop_ended(self, cutoff: float) -> list[Circuit] | None:
         """Remove and return the oldest period if it ended by ``cutoff``.
@@ -101,10 +114,12 @@ async def sweep(
     """Run one sweep and return its summary.
 
     ``mark_stale`` and ``remove`` are the registry's callbacks; they emit the
-    events. The sweep yields to the event loop every :data:`BATCH` reviews.
-    If it is cancelled while yielding, nothing is lost: each connection
-    reviewed has already been filed again, marked or removed, and the ones
-    not reached yet are filed back as they were.
+    events. The sweep yields to the event loop whenever it has worked for
+    :data:`YIELD_EVERY` seconds, and takes connections off its work lists one
+    by one, so freeing those lists never costs a long pause either. If it is
+    cancelled while yielding, nothing is lost: each connection reviewed has
+    already been filed again, marked or removed, and the ones not reached yet
+    are filed back as they were.
     """
     started = time.perf_counter()
     now = clock()
@@ -113,21 +128,27 @@ async def sweep(
     index.start_period(now)
 
     previously_stale, index.stale = index.stale, []
-    batches: list[tuple[list[Circuit], bool]] = [(previously_stale, True)]
+    work: list[tuple[list[Circuit], bool]] = [(previously_stale, True)]
     while (ended := index.pop_ended(cutoff)) is not None:
-        batches.append((ended, False))
-    batches.append((index.take_boundary(cutoff), False))
+        work.append((ended, False))
+    work.append((index.take_boundary(cutoff), False))
 
-    for position, (members, were_stale) in enumerate(batches):
-        for offset, circuit in enumerate(members):
-            if offset and offset % BATCH == 0:
-                try:
-                    await anyio.lowlevel.checkpoint()
-                except BaseException:
-                    pending = [(members[offset:], were_stale), *batches[position + 1 :]]
-                    _refile(index, pending)
-                    raise
+    slice_started = time.perf_counter()
+    countdown = CHECK_EVERY
+    for position, (members, were_stale) in enumerate(work):
+        while members:
+            countdown -= 1
+            if not countdown:
+                countdown = CHECK_EVERY
+                if time.perf_counter() - slice_started >= YIELD_EVERY:
+                    try:
+                        await anyio.lowlevel.checkpoint()
+                    except BaseException:
+                        _refile(index, work[position:])
+                        raise
+                    slice_started = time.perf_counter()
 
+            circuit = members.pop()
             if circuit.code == GONE:
                 continue
 
@@ -154,7 +175,7 @@ async def sweep(
                 continue
 
             if busy:
-                index.place(circuit)
+                index.place(circuit, now)
                 continue
 
             circuit.stale_since = now

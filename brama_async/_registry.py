@@ -327,11 +327,12 @@ class Brama:
         if key in self._circuits:
             raise AlreadyRegistered(identifier, scope)
 
-        circuit = Circuit(identifier, scope, options, frozen_metadata, self._clock())
+        now = self._clock()
+        circuit = Circuit(identifier, scope, options, frozen_metadata, now)
         handle = Breaker(self, circuit)
         circuit.handle = handle
         self._circuits[key] = circuit
-        self._index.place(circuit)
+        self._index.place(circuit, now)
         self._emit(EventType.REGISTERED, circuit)
         if self._shared:
             await self._store.attach(circuit)
