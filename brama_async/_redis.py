@@ -448,9 +448,12 @@ class RedisStore(Store):
             not trial and (circuit.code != CLOSED or circuit.failure_count == 0)
         )
         if stale or local_only:
+            before = circuit.code
             registry._settle_success(circuit, generation, trial)
             if token is not None:
                 self._release_token(circuit, token)
+            if before == HALF_OPEN and circuit.code == CLOSED and not trial:
+                await self.publish(circuit, "closed", None)
             return
 
         kind = "trial_ok" if token is not None else "ok"

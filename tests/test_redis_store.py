@@ -534,3 +534,66 @@ async def test_cluster_shares_a_circuit() -> None:
             assert all(b._store.available for b in brams)  # type: ignore[attr-defined]
     finally:
         nodes.stop()
+
+
+async def test_progressive_backoff_is_shared(server: RedisServer) -> None:
+    """Trips count across registries: a failed trial in one doubles the next open."""
+    async with registries(server.url, 2) as brams:
+        a, b = await register_all(
+            brams,
+            max_attempts=1,
+            expiry_strategy="progressive",
+            initial_expiry=0.2,
+            max_expiry=10,
+        )
+        await outcome(a, boom)
+        await until(lambda: b.status().state == "open", 0.1)
+        await anyio.sleep(0.25)
+        assert await outcome(b, boom) == "boom"
+        await until(lambda: a.status().trips == 2, 0.1)
+
+        status = a.status()
+        assert status.state == "open"
+        assert status.half_open_at is not None
+        assert status.opened_at is not None
+        open_for = (status.half_open_at - status.opened_at).total_seconds()
+        assert abs(open_for - 0.4) < 0.02
+
+        await anyio.sleep(0.45)
+        assert await outcome(a, ok) == "ok"
+        await until(lambda: b.status().state == "closed", 0.1)
+        assert b.status().trips == 0
+
+
+async def test_manual_controls_reach_every_registry(server: RedisServer) -> None:
+    """open, set_expiry, disable_expiry, reset_expiry and close are shared."""
+    async with registries(server.url, 2) as brams:
+        a, b = await register_all(brams, expiry=30)
+        await a.open_circuit(expiry=5, reason="maintenance")
+        await until(lambda: b.status().state == "open", 0.1)
+        assert (
+            4.5 < (b.status().half_open_at - b.status().opened_at).total_seconds() <= 5
+        )  # type: ignore[operator]
+
+        await a.disable_expiry()
+        await until(lambda: b.status().half_open_at is None, 0.1)
+        with pytest.raises(CircuitOpenError) as refused:
+            await b.call(ok)
+        assert refused.value.remaining is None
+
+        await a.reset_expiry()
+        await until(lambda: b.status().state == "half_open", 0.1)
+        await a.close_circuit()
+        await until(lambda: b.status().state == "closed", 0.1)
+        assert await outcome(b, ok) == "ok"
+
+
+async def test_manual_success_while_half_open_is_shared(server: RedisServer) -> None:
+    """A success reported by hand on a half-open circuit closes it everywhere."""
+    async with registries(server.url, 2) as brams:
+        a, b = await register_all(brams, max_attempts=1, expiry=0.2)
+        await outcome(a, boom)
+        await anyio.sleep(0.25)
+        await until(lambda: a.status().state == "half_open", 0.1)
+        await a.success()
+        await until(lambda: b.status().state == "closed", 0.1)
