@@ -521,7 +521,7 @@ async def trip_durations(breaker, clock, rounds):
     await trip(breaker)
     for _ in range(rounds):
         durations.append(open_for(breaker.status()))
-        await clock.advance(durations[-1])
+        await clock.advance(round(durations[-1], 3))
         await trip(breaker)
 
     return durations
@@ -580,7 +580,7 @@ async def test_recovery_and_reset_restart_the_backoff(brama, brama_clock):
     await breaker.reset_circuit()
     await trip(breaker)
     after_reset = open_for(breaker.status())
-    await brama_clock.advance(after_reset)
+    await brama_clock.advance(round(after_reset, 3))
     await trip(breaker)
     await brama_clock.advance(2.0)
     await breaker.call(succeed)
