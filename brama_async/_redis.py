@@ -187,7 +187,6 @@ class RedisStore(Store):
             max_connections=max_connections,
         )
         self._registry: Brama | None = None
-        self._task_group: TaskGroup | None = None
         self._by_tag: dict[str, Circuit] = {}
         self._tokens = 0
         self._started = False
@@ -235,7 +234,6 @@ class RedisStore(Store):
 
         self._started = True
         self._registry = registry
-        self._task_group = task_group
         link = self._link
         link.open_client()
         link.on_message = self._on_message

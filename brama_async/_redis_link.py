@@ -129,6 +129,12 @@ class Link:
             self.client = self.target
             self.cluster = isinstance(self.target, RedisCluster)
 
+        if self.cluster and not hasattr(self.client, "pubsub"):
+            raise RuntimeError(
+                "RedisStore on Redis Cluster needs redis-py 8 or later "
+                "(asyncio cluster pub/sub)"
+            )
+
     async def script(
         self, name: str, keys: Sequence[str], args: Sequence[object]
     ) -> Reply | None:

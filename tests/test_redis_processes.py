@@ -207,7 +207,7 @@ def test_cut_off_store_keeps_callers_safe(server: RedisServer) -> None:
             assert p2.ask({"op": "status"})["state"] == "closed"
 
             proxy.set_mode("pass")
-            wait_states(workers, "open", 2.0)
+            assert wait_states(workers, "open", 1.0) < 1.0
             p1.ask({"op": "status"})
             for worker in workers:
                 worker.ask({"op": "reset"})
