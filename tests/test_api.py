@@ -1097,6 +1097,22 @@ async def test_cleanup_marks_stale_then_removes():
     assert remaining == []
 
 
+async def test_next_sweep_after_the_threshold_marks_the_connection():
+    """However sweeps were spaced, the first one after the threshold marks."""
+    clock = ManualClock()
+    async with swept_registry(clock, cleanup_interval=1e6) as brama:
+        await brama.register("idle")
+        await clock.advance(30.0)
+        early = await run_cleanup(brama)
+        await clock.advance(31.0)
+        first = await run_cleanup(brama)
+        second = await run_cleanup(brama)
+
+    assert (early["marked_stale"], early["removed"]) == (0, 0)
+    assert (first["marked_stale"], first["removed"]) == (1, 0)
+    assert (second["marked_stale"], second["removed"]) == (0, 1)
+
+
 async def test_run_cleanup_returns_the_sweep_summary():
     """``run_cleanup`` sweeps now and returns what the ``cleanup`` event says."""
     clock = ManualClock()
