@@ -67,8 +67,11 @@ logger = logging.getLogger("brama_async")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-EXPIRY_BATCH: Final = 1024
-"""Expiries applied between two yields to the event loop."""
+EXPIRY_BATCH: Final = 32
+"""Expiries applied between two looks at the time."""
+
+EXPIRY_SLICE: Final = 0.001
+"""Seconds spent applying expiries at most between two yields to the loop."""
 
 _OPEN: Final = State.OPEN
 _HALF_OPEN: Final = State.HALF_OPEN
@@ -695,15 +698,27 @@ class Brama:
         why = transition.reason if transition.reason is not None else reason
         _log_transition(self, circuit, transition, why)
         previous = STATES[transition.previous]
-        self._emit(
-            transition.event, circuit, previous=previous, reason=why, origin=origin
-        )
-        if transition.changes_state:
+        hub = self._hub
+        announced = hub.wants(transition.event)
+        changed = transition.changes_state and hub.wants(EventType.STATE_CHANGE)
+        # Both events of one transition carry the same snapshot.
+        status = self._snapshot(circuit) if announced or changed else None
+        if announced:
+            self._emit(
+                transition.event,
+                circuit,
+                previous=previous,
+                reason=why,
+                status=status,
+                origin=origin,
+            )
+        if changed:
             self._emit(
                 EventType.STATE_CHANGE,
                 circuit,
                 previous=previous,
                 reason=why,
+                status=status,
                 origin=origin,
             )
         if transition.expiry_changed:
@@ -1047,8 +1062,13 @@ class Brama:
             self._wakeup = None
 
     async def _run_due(self) -> None:
-        """Apply every expiry that fell due, then sweep if a sweep is due."""
+        """Apply every expiry that fell due, then sweep if a sweep is due.
+
+        Many expiries falling due together are applied in small batches,
+        with a yield to the event loop whenever a batch took a millisecond.
+        """
         now = self._clock()
+        slice_started = time.perf_counter()
         while True:
             due = self._expiries.pop_due(now, EXPIRY_BATCH)
             for circuit in due:
@@ -1059,8 +1079,10 @@ class Brama:
             if len(due) < EXPIRY_BATCH:
                 break
 
-            await anyio.lowlevel.checkpoint()
-            now = self._clock()
+            if time.perf_counter() - slice_started >= EXPIRY_SLICE:
+                await anyio.lowlevel.checkpoint()
+                slice_started = time.perf_counter()
+                now = self._clock()
 
         if self._phase == _RUNNING and now >= self._next_sweep_at:
             await self.sweep()
