@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import anyio
 
@@ -34,9 +33,10 @@ _NO_DATA: Final[Mapping[str, Any]] = MappingProxyType({})
 MAX_QUEUED: Final = 10_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """Something that happened to a connection, or a cleanup summary.
+
+    An immutable named tuple.
 
     Attributes:
         type: What happened.
@@ -62,7 +62,7 @@ class Event:
     previous_state: State | None = None
     reason: str | None = None
     status: ConnectionStatus | None = None
-    data: Mapping[str, Any] = field(default_factory=lambda: _NO_DATA)
+    data: Mapping[str, Any] = _NO_DATA
     origin: str | None = None
 
 

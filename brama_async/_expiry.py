@@ -98,7 +98,11 @@ class ExpiryHeap:
             entry = heapq.heappop(entries)
             if _is_live(entry):
                 due.append(entry[2])
-            elif self._dead:
+                # The circuit is about to leave the open state, and the
+                # registry then reports its entry dead; this one is already
+                # out of the heap, so that report must not count.
+                self._dead -= 1
+            elif self._dead > 0:
                 self._dead -= 1
 
         return due

@@ -14,8 +14,7 @@ dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._expiry import open_duration
 from ._types import EventType, State
@@ -46,8 +45,7 @@ GONE: Final = 3
 STATES: Final = (State.CLOSED, State.OPEN, State.HALF_OPEN, State.CLOSED)
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """What one state-machine step did, for the registry to announce."""
 
     event: EventType

@@ -815,7 +815,7 @@ class Brama:
         )
         self._emit(EventType.FAILURE, circuit, reason=reason)
         if isinstance(step, Transition):
-            self._announce(circuit, step)
+            self._announce(circuit, step, reason="failure reported by hand")
 
     async def open_circuit(
         self,

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._types import ExpiryStrategy, State
 
 __all__ = ["ConnectionStatus"]
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionStatus:
+class ConnectionStatus(NamedTuple):
     """A snapshot of one connection, taken when it was asked for.
+
+    An immutable named tuple: cheap to build on every transition, and
+    readable by attribute.
 
     Timestamps are timezone-aware UTC datetimes, for display only: every
     timing decision uses the registry's monotonic clock. Durations are float
