@@ -209,7 +209,7 @@ def is_failure(value: object) -> FailurePredicate | None:
 def metadata(value: object) -> Mapping[str, Any]:
     """Return a read-only copy of ``value``, which must be ``None`` or a mapping."""
     if value is None:
-        return _EMPTY
+        return EMPTY_METADATA
 
     if not isinstance(value, Mapping):
         raise ConfigurationError(
@@ -220,7 +220,7 @@ def metadata(value: object) -> Mapping[str, Any]:
     return MappingProxyType(dict(value))
 
 
-_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+EMPTY_METADATA: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from ._events import Event, EventFilter, EventHub, Subscription
 from ._expiry import ExpiryHeap
 from ._machine import CLOSED, GONE, HALF_OPEN, OPEN, STATES, Circuit, Transition
 from ._options import (
+    EMPTY_METADATA,
     UNSET,
     ConnectionOptions,
     RegistrySettings,
@@ -293,19 +294,29 @@ class Brama:
             AlreadyRegistered: If the key is taken.
             ConfigurationError: If an argument is invalid; nothing changes.
         """
-        given: dict[str, object] = {
-            key: value
-            for key, value in (
-                ("max_attempts", max_attempts),
-                ("expiry", expiry),
-                ("expiry_strategy", expiry_strategy),
-                ("initial_expiry", initial_expiry),
-                ("max_expiry", max_expiry),
-                ("backoff_factor", backoff_factor),
-                ("half_open_max_calls", half_open_max_calls),
-            )
-            if value is not UNSET
-        }
+        given: dict[str, object] = {}
+        if not (
+            max_attempts is UNSET
+            and expiry is UNSET
+            and expiry_strategy is UNSET
+            and initial_expiry is UNSET
+            and max_expiry is UNSET
+            and backoff_factor is UNSET
+            and half_open_max_calls is UNSET
+        ):
+            given = {
+                key: value
+                for key, value in (
+                    ("max_attempts", max_attempts),
+                    ("expiry", expiry),
+                    ("expiry_strategy", expiry_strategy),
+                    ("initial_expiry", initial_expiry),
+                    ("max_expiry", max_expiry),
+                    ("backoff_factor", backoff_factor),
+                    ("half_open_max_calls", half_open_max_calls),
+                )
+                if value is not UNSET
+            }
         if exclude != ():
             given["exclude"] = exclude
         if is_failure is not None:
@@ -321,10 +332,14 @@ class Brama:
         metadata: object,
     ) -> Breaker:
         identifier = check_name("identifier", identifier)
-        scope = check_scope(scope)
+        if scope is not None:
+            scope = check_scope(scope)
         options = self._defaults.updated(given) if given else self._defaults
-        frozen_metadata = check_metadata(metadata)
-        self._check_running()
+        frozen_metadata = (
+            EMPTY_METADATA if metadata is None else check_metadata(metadata)
+        )
+        if self._phase is not _RUNNING:
+            self._check_running()
 
         key = (scope, identifier)
         if key in self._circuits:
