@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from typing_extensions import ParamSpec
 
 from ._errors import CircuitOpenError
+from ._machine import OPEN
+from ._types import State
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -28,6 +30,8 @@ T = TypeVar("T")
 # The calls admitted by ``async with breaker:`` in the current task, innermost
 # first, as linked tuples (circuit, generation, is_trial, outer entries).
 _Entry = tuple["Circuit", int, bool, Any]
+_OPEN_STATE = State.OPEN
+
 _entries: ContextVar[_Entry | None] = ContextVar("brama_async_entries", default=None)
 
 
@@ -69,12 +73,13 @@ class Breaker:
     using the handle raises ``ConnectionNotFound`` or ``RegistryClosedError``.
     """
 
-    __slots__ = ("__weakref__", "_circuit", "_registry", "_shared")
+    __slots__ = ("__weakref__", "_circuit", "_clock", "_registry", "_shared")
 
     def __init__(self, registry: Brama, circuit: Circuit) -> None:
         self._registry = registry
         self._circuit = circuit
         # Copied from the registry: one attribute load less on every call.
+        self._clock = registry._clock
         self._shared = registry._shared
 
     def __repr__(self) -> str:
@@ -107,10 +112,24 @@ class Breaker:
         counted, and a half-open trial slot held by this call is freed.
         """
         circuit = self._circuit
-        if circuit.code or self._shared:
+        code = circuit.code
+        if code or self._shared:
             if self._shared:
                 generation, trial = await self._registry._store.admit(circuit)
             else:
+                if code == OPEN:
+                    # The refusal, inline: the most frequent call while open.
+                    deadline = circuit.half_open_at
+                    now = self._clock()
+                    if deadline is None or now < deadline:
+                        raise CircuitOpenError(
+                            circuit.identifier,
+                            circuit.scope,
+                            _OPEN_STATE,
+                            None if deadline is None else deadline - now,
+                            circuit.last_failure,
+                        )
+
                 admitted = self._registry._try_admit(circuit)
                 if admitted.__class__ is CircuitOpenError:
                     raise admitted
