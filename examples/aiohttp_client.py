@@ -13,8 +13,8 @@ from functools import partial
 
 import aiohttp
 import anyio
-from _upstream import Upstream, run_plan
 
+from _upstream import Upstream, run_plan
 from brama_async import Brama, CircuitOpenError
 
 

@@ -23,10 +23,10 @@ from typing import Any
 import anyio
 import httpx
 import uvicorn
-from _upstream import Upstream
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from _upstream import Upstream
 from brama_async import Brama, Breaker
 from brama_async.integrations.starlette import install_circuit_open_handler
 

@@ -8,8 +8,8 @@ server you already have (the tests use that).
 from __future__ import annotations
 
 import anyio
-from _upstream import Upstream, get_status
 
+from _upstream import Upstream, get_status
 from brama_async import Brama, CircuitOpenError
 
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import anyio
-from _upstream import Upstream, get_status
 
+from _upstream import Upstream, get_status
 from brama_async import (
     AlreadyRegistered,
     Brama,

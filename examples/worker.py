@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
-from _upstream import Upstream, get_status, run_plan
 
+from _upstream import Upstream, get_status, run_plan
 from brama_async import Brama, Breaker, CircuitOpenError, Subscription
 
 log = logging.getLogger("worker")

@@ -16,10 +16,11 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
-import _upstream  # noqa: E402
 import quickstart  # noqa: E402
 import scopes  # noqa: E402
 import worker  # noqa: E402
+
+import _upstream  # noqa: E402
 
 Upstream = _upstream.Upstream
 
