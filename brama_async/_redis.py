@@ -73,13 +73,14 @@ class StoreUnavailableError(CircuitOpenError):
 class _Shared:
     """What the store keeps per circuit: keys, last applied version, leases."""
 
-    __slots__ = ("generation", "keys", "leases", "tag", "version")
+    __slots__ = ("dirty", "generation", "keys", "leases", "tag", "version")
 
     def __init__(self, keys: list[str], tag: str) -> None:
         self.keys = keys
         self.tag = tag
         self.version: tuple[int, int] = (-1, -1)
         self.generation = -1
+        self.dirty = False
         self.leases: dict[object, list[str]] = {}
 
 
@@ -199,8 +200,8 @@ class RedisStore(Store):
 
     @property
     def available(self) -> bool:
-        """Whether Redis is reachable now (``False`` while degraded)."""
-        return self._link.up
+        """Whether Redis is reachable and this process has reconciled with it."""
+        return self._link.synced
 
     @property
     def origin(self) -> str:
@@ -256,7 +257,9 @@ class RedisStore(Store):
         data = _Shared(keys, connection_tag(circuit.scope, circuit.identifier))
         circuit.store_data = data
         self._by_tag[data.tag] = circuit
-        reply = await self._script(circuit, "sync", *self._local_view(circuit))
+        reply = await self._script(
+            circuit, "sync", *self._local_view(circuit), "restore", live=False
+        )
         if reply is None:
             return
 
@@ -428,6 +431,7 @@ class RedisStore(Store):
         if step is machine.IGNORED:
             return
 
+        self._data(circuit).dirty = True
         why = reason if reason is not None else repr(error)
         if registry._hub.wants(EventType.FAILURE):
             registry._emit(EventType.FAILURE, circuit, reason=why)
@@ -450,14 +454,19 @@ class RedisStore(Store):
             registry._settle_success(circuit, generation, trial)
             if token is not None:
                 self._release_token(circuit, token)
-            if before == HALF_OPEN and circuit.code == CLOSED and not trial:
-                await self.publish(circuit, "closed", None)
+            if before == HALF_OPEN and circuit.code == CLOSED:
+                if trial:
+                    self._data(circuit).dirty = True
+                else:
+                    await self.publish(circuit, "closed", None)
             return
 
         kind = "trial_ok" if token is not None else "ok"
         reply = await self._script(circuit, "outcome", kind, token or "", "")
         if reply is None or circuit.code == GONE:
             registry._settle_success(circuit, generation, trial)
+            if isinstance(circuit.store_data, _Shared):
+                circuit.store_data.dirty = True
             return
 
         if trial:
@@ -494,6 +503,7 @@ class RedisStore(Store):
         )
         data = self._data(circuit)
         if reply is None:
+            data.dirty = True
             return
 
         data.version = (int(reply["ep"]), int(reply["sq"]))
@@ -608,10 +618,15 @@ class RedisStore(Store):
             if circuit.code == GONE or not self._link.up:
                 continue
 
-            reply = await self._script(circuit, "sync", *self._local_view(circuit))
+            data = self._data(circuit)
+            mode = "push" if data.dirty else "restore"
+            reply = await self._script(
+                circuit, "sync", *self._local_view(circuit), mode, live=False
+            )
             if reply is None:
                 return
 
+            data.dirty = False
             self._apply(circuit, reply)
 
     # -- helpers -----------------------------------------------------------------
@@ -633,8 +648,13 @@ class RedisStore(Store):
         return state, circuit.failure_count, circuit.trips, age, duration
 
     async def _script(
-        self, circuit: Circuit, name: str, *extra: object
+        self, circuit: Circuit, name: str, *extra: object, live: bool = True
     ) -> Reply | None:
+        """Run a script for ``circuit``; ``None`` takes the degraded path.
+
+        ``live`` scripts (the call path) wait until this process has
+        reconciled after an outage, so a stale mirror never acts on Redis.
+        """
         options = circuit.options
         data = self._data(circuit)
         strategy = options.expiry_strategy
@@ -652,7 +672,7 @@ class RedisStore(Store):
             _ms(self.lease_ttl),
             *extra,
         ]
-        return await self._link.script(name, data.keys, args)
+        return await self._link.script(name, data.keys, args, live=live)
 
     def _pop_token(self, circuit: Circuit) -> str | None:
         data = circuit.store_data

@@ -80,6 +80,7 @@ class Link:
         self.channel = events_channel(prefix)
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.up = False
+        self.synced = False
         self.degraded_logged = False
         self.client: Any = None
         self.owns_client = False
@@ -136,7 +137,12 @@ class Link:
             )
 
     async def script(
-        self, name: str, keys: Sequence[str], args: Sequence[object]
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[object],
+        *,
+        live: bool = True,
     ) -> Reply | None:
         """Run script ``name``; ``None`` if Redis is down, slow or lost the reply.
 
@@ -146,7 +152,7 @@ class Link:
         run, and running it again could count twice.  Cancellation of the
         caller propagates; redis-py drops the connection that was interrupted.
         """
-        if not self.up:
+        if not self.up or (live and not self.synced):
             return None
 
         try:
@@ -238,6 +244,7 @@ class Link:
 
     def mark_down(self, exc: BaseException | None) -> None:
         """Note that Redis is unavailable; log once and wake the supervisor."""
+        self.synced = False
         if self.up:
             self.up = False
             self._wake.set()
@@ -282,7 +289,7 @@ class Link:
         once.  Cancellation (the registry closing) ends it; the connections
         are closed by ``aclose()``.
         """
-        await self._connect()
+        self.synced = await self._connect()
         task_status.started()
         delay = _BACKOFF_FIRST
         while True:
@@ -296,6 +303,7 @@ class Link:
                 if self.on_reconnect is not None:
                     await self.on_reconnect()
 
+                self.synced = self.up
                 if self.up and self.degraded_logged:
                     self.degraded_logged = False
                     logger.info(
@@ -394,9 +402,16 @@ class Link:
             await self._bounded(pubsub.aclose(), self.timeout)
 
     async def aclose(self) -> None:
-        """Close pub/sub and, if this link created it, the client; bounded, shielded."""
+        """Stop the background work, then close pub/sub and the client.
+
+        Bounded and shielded: it completes even when the registry is being
+        cancelled.  Commands still running are cancelled and awaited first,
+        so none of them can take a fresh connection after the pool closed.
+        The client is closed only if this link created it.
+        """
         self._closing = True
         self.up = False
+        self.synced = False
         if self._scope is not None:
             self._scope.cancel()
 
@@ -405,6 +420,7 @@ class Link:
                 with anyio.move_on_after(1.0):
                     await self._done.wait()
 
+            await self._drain()
             await self._close_pubsub()
             if self.owns_client and self.client is not None:
                 limit = max(self.timeout, 0.5)
@@ -414,8 +430,15 @@ class Link:
                         pool = self.client.connection_pool
                         await self._bounded(pool.disconnect(), limit)
 
-            if self._inflight:
-                await asyncio.wait(set(self._inflight), timeout=1.0)
+            await self._drain()
+
+    async def _drain(self) -> None:
+        pending = set(self._inflight)
+        for task in pending:
+            task.cancel()
+
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
 
 
 def _forget_task(

@@ -267,9 +267,13 @@ return cjson.encode(view(s, event))
 
 # ARGV[12] local state, [13] failure count, [14] trips, [15] age of opened_at
 # in ms (-1 when not open), [16] duration ms.  Reconciles a process's local
-# view with the shared one: open wins, the latest opened_at wins, failure
-# counts merge by maximum.  An all-closed local view with no failures is a
-# plain read that writes nothing.
+# view with the shared one: open wins, the latest opened_at wins, a half-open
+# circuit is not closed by a shared state that was lost, failure counts merge
+# by maximum.  [17] "push" when the process decided things on its own while
+# Redis was unreachable; otherwise its view is only a mirror and is written
+# only if the shared state was lost (a plain read else), so a stale mirror
+# never overrides a newer shared decision.  An all-closed local view with no
+# failures is a plain read that writes nothing.
 SYNC = (
     _PREAMBLE
     + """
@@ -277,6 +281,9 @@ local lst = ARGV[12]
 local lfc, ltr = tonumber(ARGV[13]), tonumber(ARGV[14])
 local lage, ldu = tonumber(ARGV[15]), tonumber(ARGV[16])
 local s = load()
+if ARGV[17] ~= 'push' and not s.missing then
+  return cjson.encode(view(s, 'current'))
+end
 
 if lst == 'open' and lage >= 0 then
   local loa = NOW - lage
@@ -292,6 +299,17 @@ if lst == 'open' and lage >= 0 then
     publish(s, 'opened')
     return cjson.encode(view(s, 'opened'))
   end
+elseif lst == 'half_open' and lage >= 0 and s.st == 'closed' then
+  s.st = 'half_open'
+  s.oa = NOW - lage
+  s.du = ldu
+  s.tr = math.max(s.tr, ltr)
+  s.fc = math.max(s.fc, lfc)
+  s.g = s.g + 1
+  redis.call('DEL', LK)
+  save(s)
+  publish(s, 'half_opened')
+  return cjson.encode(view(s, 'half_opened'))
 elseif s.st == 'closed' and lfc > s.fc then
   s.fc = lfc
   save(s)

@@ -244,7 +244,7 @@ class ChaosProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.Transport] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -281,6 +281,9 @@ class ChaosProxy:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.run_until_complete(self._main())
+        for transport in self._transports:
+            transport.abort()
+        self._loop.run_until_complete(asyncio.sleep(0.05))
         self._loop.close()
 
     async def _main(self) -> None:
@@ -290,6 +293,7 @@ class ChaosProxy:
 
         class Tracked(asyncio.StreamReaderProtocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
                 transports.add(transport)
                 super().connection_made(transport)
 
@@ -343,6 +347,7 @@ class ChaosProxy:
                 return
 
             links.append(up_writer)
+            self._transports.add(up_writer.transport)
             self._writers.update(links)
             await asyncio.gather(
                 self._pump(reader, up_writer, reply=False),

@@ -56,9 +56,15 @@ async def link(server: RedisServer) -> AsyncIterator[Link]:
     server.cli("flushall")
     lk = Link(server.url, prefix="brama", timeout=0.5, cluster=False, health_interval=5)
     lk.open_client()
-    assert await lk._connect()
+    assert await connect(lk)
     yield lk
     await lk.aclose()
+
+
+async def connect(lk: Link) -> bool:
+    """Connect a bare link and mark it reconciled (no store behind it)."""
+    lk.synced = await lk._connect()
+    return lk.synced
 
 
 def args(*extra: object, max_attempts: int = 3, lease_ms: int = 400) -> list[object]:
@@ -163,7 +169,7 @@ async def test_same_replies_in_both_decode_modes(
     client = Redis.from_url(server.url, decode_responses=decode)
     lk = Link(client, prefix="brama", timeout=0.5, cluster=False, health_interval=5)
     lk.open_client()
-    assert await lk._connect()
+    assert await connect(lk)
     replies = [
         await lk.script("outcome", KEYS, args("fail", "", "x")) for _ in range(3)
     ]
@@ -184,7 +190,7 @@ async def test_lost_reply_is_not_replayed(server: RedisServer) -> None:
     lk = Link(proxy.url, prefix="brama", timeout=0.3, cluster=False, health_interval=5)
     lk.open_client()
     try:
-        assert await lk._connect()
+        assert await connect(lk)
         await lk.script("outcome", KEYS, args("fail", "", "x", max_attempts=10))
         proxy.set_mode("drop_replies")
         lost = await lk.script("outcome", KEYS, args("fail", "", "x", max_attempts=10))
@@ -271,7 +277,7 @@ async def test_cluster_runs_every_script_without_crossslot() -> None:
     lk = Link(nodes.url, prefix="brama", timeout=1.0, cluster=True, health_interval=5)
     try:
         lk.open_client()
-        assert await lk._connect()
+        assert await connect(lk)
         for i in range(20):
             keys = connection_keys("brama", "scope", f"conn-{i}")
             for _ in range(3):

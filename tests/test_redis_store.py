@@ -6,6 +6,7 @@ with real subprocesses are in test_redis_processes.py.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -73,6 +74,13 @@ async def until(predicate: Any, limit: float = 2.0) -> float:
 def anyio_backend() -> str:
     """redis-py's asyncio client needs asyncio."""
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage() -> Iterator[None]:
+    """Collect garbage after each test, so a leaked socket fails its own test."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
@@ -449,10 +457,9 @@ async def test_unavailable_policies(server: RedisServer, policy: str) -> None:
     """fail_closed refuses unknown state; fail_open admits every call."""
     proxy = ChaosProxy(server.port).start()
     try:
-        async with registries(proxy.url, 1, timeout=0.1, on_unavailable=policy) as (
-            brama,
-        ):
+        async with registries(proxy.url, 1, on_unavailable=policy) as (brama,):
             (a,) = await register_all([brama], max_attempts=1, expiry=10)
+            await until(lambda: brama._store.available, 2.0)  # type: ignore[attr-defined]
             assert await outcome(a, ok) == "ok"
             proxy.set_mode("refuse")
             proxy.cut()
@@ -597,3 +604,20 @@ async def test_manual_success_while_half_open_is_shared(server: RedisServer) -> 
         await until(lambda: a.status().state == "half_open", 0.1)
         await a.success()
         await until(lambda: b.status().state == "closed", 0.1)
+
+
+async def test_half_open_survives_a_redis_restart(server: RedisServer) -> None:
+    """An empty Redis after a restart does not close a half-open circuit."""
+    async with registries(server.url, 2) as brams:
+        a, b = await register_all(brams, max_attempts=1, expiry=0.2)
+        await outcome(a, boom)
+        await anyio.sleep(0.25)
+        await until(lambda: b.status().state == "half_open", 0.2)
+        server.restart()
+        key = connection_keys("brama", None, "svc")[0]
+        await until(lambda: server.cli("exists", key).strip() == "1", 3.0)
+        await until(lambda: all(br._store.available for br in brams), 3.0)  # type: ignore[attr-defined]
+
+        assert [x.status().state for x in (a, b)] == ["half_open", "half_open"]
+        assert await outcome(b, ok) == "ok"
+        await until(lambda: a.status().state == "closed", 0.2)
