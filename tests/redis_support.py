@@ -347,7 +347,9 @@ class ChaosProxy:
                 return
 
             links.append(up_writer)
-            self._transports.add(up_writer.transport)
+            upstream = up_writer.transport
+            assert isinstance(upstream, asyncio.Transport)
+            self._transports.add(upstream)
             self._writers.update(links)
             await asyncio.gather(
                 self._pump(reader, up_writer, reply=False),
