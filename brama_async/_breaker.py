@@ -7,12 +7,12 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from typing_extensions import ParamSpec
 
 from ._errors import CircuitOpenError
-from ._machine import OPEN
+from ._machine import GONE, HALF_OPEN, OPEN
 from ._types import State
 
 if TYPE_CHECKING:
@@ -80,13 +80,17 @@ class Breaker:
         self._circuit = circuit
         # Copied from the registry: one attribute load less on every call.
         self._clock = registry._clock
+        # True while admissions of a closed circuit must ask the store too; a
+        # shared store clears it whenever closed calls need nothing from it
+        # (see RedisStore.attach), so its closed path is the in-memory one.
         self._shared = registry._shared
 
     def __repr__(self) -> str:
         circuit = self._circuit
+        state = "gone" if circuit.code == GONE else circuit.state.value
         return (
             f"<Breaker identifier={circuit.identifier!r} scope={circuit.scope!r} "
-            f"state={circuit.state.value}>"
+            f"state={state}>"
         )
 
     @property
@@ -114,7 +118,7 @@ class Breaker:
         circuit = self._circuit
         code = circuit.code
         if code or self._shared:
-            if self._shared:
+            if self._registry._shared:
                 generation, trial = await self._registry._store.admit(circuit)
             else:
                 if code == OPEN:
@@ -139,10 +143,17 @@ class Breaker:
             trial = False
 
         circuit.started += 1
+        awaitable: object = _NOT_CALLED
         try:
-            result = await fn(*args, **kwargs)
+            awaitable = fn(*args, **kwargs)
+            result = await awaitable
         except Exception as error:
             circuit.finished += 1
+            if error.__class__ is TypeError and _misused(fn, awaitable):
+                # A programming error at this call site, not an outage:
+                # nothing is counted, and a trial slot is freed.
+                self._registry._settle_interrupted(circuit, generation, trial)
+                _raise_misuse(fn, awaitable, error)
             await self._settle_error(circuit, generation, trial, error)
             raise
         except BaseException:
@@ -165,7 +176,7 @@ class Breaker:
         """Admit the block, or raise ``CircuitOpenError`` without running it."""
         circuit = self._circuit
         if circuit.code or self._shared:
-            if self._shared:
+            if self._registry._shared:
                 generation, trial = await self._registry._store.admit(circuit)
             else:
                 admitted = self._registry._try_admit(circuit)
@@ -310,8 +321,11 @@ def _pop_entry(circuit: Circuit) -> tuple[int, bool]:
         entry = entry[3]
 
     if entry is None:
-        # Exit without a matching enter: treat as a late outcome.
-        return -1, False
+        # Entered in another task or context (an exit stack handed over,
+        # for example): match the exit to the current period, so that a
+        # half-open trial slot is freed rather than held for ever.
+        trial = circuit.code == HALF_OPEN and circuit.trials > 0
+        return circuit.generation, trial
 
     rest = entry[3]
     for kept in reversed(skipped):
@@ -319,3 +333,37 @@ def _pop_entry(circuit: Circuit) -> tuple[int, bool]:
     _entries.set(rest)
 
     return entry[1], entry[2]
+
+
+_NOT_CALLED: Any = object()
+
+
+def _misused(fn: object, awaitable: object) -> bool:
+    """Whether a ``TypeError`` came from ``call()``'s arguments, not ``fn``."""
+    if not callable(fn):
+        return True
+
+    if awaitable is _NOT_CALLED:
+        # Calling an ``async def`` runs none of its body: a TypeError there
+        # can only mean arguments that do not fit its signature.
+        return inspect.iscoroutinefunction(fn)
+
+    return not inspect.isawaitable(awaitable)
+
+
+def _raise_misuse(fn: object, awaitable: object, error: TypeError) -> NoReturn:
+    if not callable(fn):
+        raise TypeError(f"breaker.call() needs a callable, got {_short(fn)}") from None
+
+    if awaitable is _NOT_CALLED:
+        raise error
+
+    raise TypeError(
+        f"breaker.call() needs a function returning an awaitable (an async "
+        f"def); {_short(fn)} returned {_short(awaitable)}"
+    ) from None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."

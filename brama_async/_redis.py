@@ -175,6 +175,7 @@ class RedisStore(Store):
 
         self.prefix = prefix
         self.on_unavailable: Policy = on_unavailable
+        self._local_policy = on_unavailable == "local"
         self.timeout = _seconds("timeout", timeout, 60.0)
         self.lease_ttl = _seconds("lease_ttl", lease_ttl, 86_400.0)
         self.key_ttl = _seconds("key_ttl", key_ttl, 1e8)
@@ -239,6 +240,7 @@ class RedisStore(Store):
         link.open_client()
         link.on_message = self._on_message
         link.on_reconnect = self._reconcile_all
+        link.on_availability = self._gate_all
         await task_group.start(link.run, name="brama_async redis link")
 
     async def stop(self) -> None:
@@ -257,6 +259,7 @@ class RedisStore(Store):
         data = _Shared(keys, connection_tag(circuit.scope, circuit.identifier))
         circuit.store_data = data
         self._by_tag[data.tag] = circuit
+        self._gate(circuit)
         reply = await self._script(
             circuit, "sync", *self._local_view(circuit), "restore", live=False
         )
@@ -264,6 +267,25 @@ class RedisStore(Store):
             return
 
         self._apply(circuit, reply)
+
+    def _gate(self, circuit: Circuit) -> None:
+        """Tell the circuit's handle whether closed calls must ask the store.
+
+        They must only while Redis is unavailable under a fail-open or
+        fail-closed policy; otherwise a closed call is admitted exactly as
+        with the in-memory store, without entering the store at all.
+        """
+        handle = circuit.handle
+        if handle is not None:
+            handle._shared = not (self._link.up or self._local_policy)  # type: ignore[attr-defined]
+
+    def _gate_all(self) -> None:
+        registry = self._registry
+        if registry is None or self._local_policy:
+            return
+
+        for circuit in registry._circuits.values():
+            self._gate(circuit)
 
     def detach(self, circuit: Circuit) -> None:
         """Delete a removed connection's keys, in the background."""

@@ -86,6 +86,7 @@ class Link:
         self.owns_client = False
         self.on_message: MessageHandler | None = None
         self.on_reconnect: ReconnectHandler | None = None
+        self.on_availability: Callable[[], None] | None = None
         self._pubsub: Any = None
         self._shas: dict[str, str] = {}
         self._deletes: deque[list[str]] = deque(maxlen=MAX_PENDING_DELETES)
@@ -248,6 +249,8 @@ class Link:
         if self.up:
             self.up = False
             self._wake.set()
+            if self.on_availability is not None:
+                self.on_availability()
 
         if not self.degraded_logged and not self._closing:
             self.degraded_logged = True
@@ -331,6 +334,8 @@ class Link:
 
         self._wake = anyio.Event()
         self.up = True
+        if self.on_availability is not None:
+            self.on_availability()
         self._resume_deletes()
         return True
 
