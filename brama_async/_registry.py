@@ -202,7 +202,8 @@ class Brama:
         except BaseException as error:
             self._phase = _CLOSED
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(type(error), error, error.__traceback__)
+            # The store's error propagates as itself, not wrapped in a group.
+            await task_group.__aexit__(None, None, None)
             raise
 
         if self._manual_clock:
