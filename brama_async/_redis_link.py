@@ -470,8 +470,3 @@ def _describe(exc: BaseException | None) -> str:
         return "timed out"
 
     return f"{type(exc).__name__}: {exc}"
-
-
-def new_token(origin: str, counter: int) -> str:
-    """A lease token unique across processes."""
-    return f"{origin}:{counter}"
