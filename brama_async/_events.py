@@ -10,6 +10,7 @@ subscription and logged once, and the caller never sees it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -20,7 +21,7 @@ from typing import Any, Final, NamedTuple
 import anyio
 
 from ._errors import ConfigurationError
-from ._options import count, name
+from ._options import count, name, show
 from ._status import ConnectionStatus
 from ._types import EventType, State
 
@@ -145,7 +146,10 @@ class Subscription:
             if self._closed:
                 raise StopAsyncIteration
 
-            self._wakeup = anyio.Event()
+            # Every task waiting on this subscription waits on one event, so
+            # close() wakes them all; the first to run takes the next event.
+            if self._wakeup is None:
+                self._wakeup = anyio.Event()
             await self._wakeup.wait()
 
         return self._queue.popleft()
@@ -234,14 +238,21 @@ class EventHub:
             connection = name("connection", connection)
         if scope is not None:
             scope = name("scope", scope)
+        if inspect.iscoroutinefunction(predicate):
+            raise ConfigurationError(
+                "filter must be a plain (not async) callable taking an Event, "
+                f"got the coroutine function {show(predicate)}"
+            )
         if predicate is not None and not callable(predicate):
             raise ConfigurationError(
-                f"filter must be a callable taking an Event, or None, got {predicate!r}"
+                "filter must be a callable taking an Event, or None, "
+                f"got {show(predicate)}"
             )
         max_queued = count("max_queued", max_queued)
         if max_queued > MAX_QUEUED:
             raise ConfigurationError(
-                f"max_queued must be an int from 1 to {MAX_QUEUED}, got {max_queued!r}"
+                f"max_queued must be an int from 1 to {MAX_QUEUED}, "
+                f"got {show(max_queued)}"
             )
 
         subscription = Subscription(
@@ -292,7 +303,7 @@ def _event_types(
     allowed = ", ".join(t.value for t in EventType)
     if isinstance(events, (str, EventType)) or not isinstance(events, Iterable):
         raise ConfigurationError(
-            f"events must be an iterable of event types or None, got {events!r}; "
+            f"events must be an iterable of event types or None, got {show(events)}; "
             f"allowed types: {allowed}"
         )
 
@@ -302,7 +313,7 @@ def _event_types(
             types.add(EventType(item))
         except ValueError:
             raise ConfigurationError(
-                f"unknown event type {item!r} in events; allowed: {allowed}"
+                f"unknown event type {show(item)} in events; allowed: {allowed}"
             ) from None
 
     return frozenset(types)

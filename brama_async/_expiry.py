@@ -67,16 +67,29 @@ class ExpiryHeap:
         return len(self._entries)
 
     def push(self, circuit: Circuit) -> float:
-        """Add the circuit's current deadline; return the earliest deadline."""
+        """Add the circuit's current deadline; return the earliest deadline.
+
+        An entry the circuit had already goes dead.
+        """
         deadline = circuit.half_open_at
         assert deadline is not None
+        self.forget(circuit)
         entry = (deadline, next(self._sequence), circuit, circuit.generation)
         heapq.heappush(self._entries, entry)
+        circuit.scheduled = True
 
         return self._entries[0][0]
 
-    def forget_one(self) -> None:
-        """Note that one entry went dead; compact when dead entries dominate."""
+    def forget(self, circuit: Circuit) -> None:
+        """Note that the circuit's entry, if it has one, is dead.
+
+        Dead entries stay in the heap until they come up; the heap is
+        rebuilt when they outnumber the live ones.
+        """
+        if not circuit.scheduled:
+            return
+
+        circuit.scheduled = False
         self._dead += 1
         if self._dead > 1024 and self._dead * 2 > len(self._entries):
             self._entries = [e for e in self._entries if _is_live(e)]
@@ -97,11 +110,8 @@ class ExpiryHeap:
         while entries and entries[0][0] <= now and len(due) < limit:
             entry = heapq.heappop(entries)
             if _is_live(entry):
+                entry[2].scheduled = False
                 due.append(entry[2])
-                # The circuit is about to leave the open state, and the
-                # registry then reports its entry dead; this one is already
-                # out of the heap, so that report must not count.
-                self._dead -= 1
             elif self._dead > 0:
                 self._dead -= 1
 
@@ -111,4 +121,8 @@ class ExpiryHeap:
 def _is_live(entry: tuple[float, int, Circuit, int]) -> bool:
     deadline, _, circuit, generation = entry
 
-    return circuit.generation == generation and circuit.half_open_at == deadline
+    return (
+        circuit.scheduled
+        and circuit.generation == generation
+        and circuit.half_open_at == deadline
+    )

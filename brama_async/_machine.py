@@ -102,6 +102,7 @@ class Circuit:
         "options",
         "registered_at",
         "reviewed_started",
+        "scheduled",
         "scope",
         "stale_since",
         "started",
@@ -143,6 +144,7 @@ class Circuit:
         self.last_failure: BaseException | None = None
         self.last_failure_reason: str | None = None
         self.stale_since: float | None = None
+        self.scheduled = False
         self.handle: object = None
         self.store_data: object = None
 
@@ -196,6 +198,9 @@ def _close(circuit: Circuit) -> None:
     circuit.trials = 0
     circuit.failure_count = 0
     circuit.half_open_at = None
+    # Disabling expiry holds one open period; once closed, a later trip
+    # heals on time again.
+    circuit.expiry_enabled = True
 
 
 def _trip(circuit: Circuit, now: float, reason: str | None) -> Transition:
@@ -264,7 +269,7 @@ def record_success(circuit: Circuit, generation: int, now: float) -> Step:
         circuit.failure_count = 0
         return RECORDED
 
-    return _recover(circuit, EventType.CIRCUIT_CLOSED, None)
+    return _recover(circuit, EventType.CIRCUIT_CLOSED, "trial call succeeded")
 
 
 def _recover(circuit: Circuit, event: EventType, reason: str | None) -> Transition:

@@ -7,7 +7,9 @@ argument, the value given and what is allowed.
 
 from __future__ import annotations
 
+import inspect
 import math
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -54,6 +56,17 @@ UNSET: Final = Unset()
 FailurePredicate = Callable[[Exception], bool]
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlevel = 2
+
+
+def show(value: object) -> str:
+    """A ``repr`` short enough for an error message, whatever the value."""
+    return _REPR.repr(value)
+
+
 def _as_float(value: float) -> float:
     """``float(value)``, with ints too large for a float read as infinite."""
     try:
@@ -71,13 +84,13 @@ def seconds(name: str, value: object) -> float:
     else:
         raise ConfigurationError(
             f"{name} must be a number of seconds (int, float or timedelta), "
-            f"got {value!r} of type {type(value).__name__}"
+            f"got {show(value)} of type {type(value).__name__}"
         )
 
     if not (math.isfinite(number) and 0.0 < number <= MAX_SECONDS):
         raise ConfigurationError(
             f"{name} must be finite, greater than 0 and at most {MAX_SECONDS:g} "
-            f"seconds, got {value!r}"
+            f"seconds, got {show(value)}"
         )
 
     return number
@@ -96,12 +109,12 @@ def count(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigurationError(
             f"{name} must be an int from 1 to {MAX_COUNT}, "
-            f"got {value!r} of type {type(value).__name__}"
+            f"got {show(value)} of type {type(value).__name__}"
         )
 
     if not 1 <= value <= MAX_COUNT:
         raise ConfigurationError(
-            f"{name} must be an int from 1 to {MAX_COUNT}, got {value!r}"
+            f"{name} must be an int from 1 to {MAX_COUNT}, got {show(value)}"
         )
 
     return value
@@ -112,14 +125,14 @@ def backoff_factor(value: object) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ConfigurationError(
             f"backoff_factor must be a number from 1 to {MAX_BACKOFF_FACTOR:g}, "
-            f"got {value!r} of type {type(value).__name__}"
+            f"got {show(value)} of type {type(value).__name__}"
         )
 
     number = _as_float(value)
     if not (math.isfinite(number) and 1.0 <= number <= MAX_BACKOFF_FACTOR):
         raise ConfigurationError(
             f"backoff_factor must be a number from 1 to {MAX_BACKOFF_FACTOR:g}, "
-            f"got {value!r}"
+            f"got {show(value)}"
         )
 
     return number
@@ -134,7 +147,7 @@ def expiry_strategy(value: object) -> ExpiryStrategy:
             pass
 
     raise ConfigurationError(
-        f"expiry_strategy must be 'fixed' or 'progressive', got {value!r}"
+        f"expiry_strategy must be 'fixed' or 'progressive', got {show(value)}"
     )
 
 
@@ -143,7 +156,7 @@ def name(argument: str, value: object) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(
             f"{argument} must be a non-empty str, "
-            f"got {value!r} of type {type(value).__name__}"
+            f"got {show(value)} of type {type(value).__name__}"
         )
 
     if not 1 <= len(value) <= MAX_NAME_LENGTH:
@@ -170,12 +183,16 @@ def reason(value: object) -> str | None:
         return value
 
     raise ConfigurationError(
-        f"reason must be a str or None, got {value!r} of type {type(value).__name__}"
+        f"reason must be a str or None, "
+        f"got {show(value)} of type {type(value).__name__}"
     )
 
 
 def exclude(value: object) -> tuple[type[Exception], ...]:
-    """Return ``value`` as a tuple of ``Exception`` subclasses."""
+    """Return ``value`` as a tuple of ``Exception`` subclasses (None: none)."""
+    if value is None:
+        return ()
+
     if isinstance(value, type):
         items: tuple[object, ...] = (value,)
     elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
@@ -183,14 +200,14 @@ def exclude(value: object) -> tuple[type[Exception], ...]:
     else:
         raise ConfigurationError(
             "exclude must be an Exception subclass or an iterable of them, "
-            f"got {value!r}"
+            f"got {show(value)}"
         )
 
     for item in items:
         if not (isinstance(item, type) and issubclass(item, Exception)):
             raise ConfigurationError(
                 "exclude must hold only Exception subclasses "
-                f"(BaseExceptions are never counted anyway), got {item!r}"
+                f"(BaseExceptions are never counted anyway), got {show(item)}"
             )
 
     return items  # type: ignore[return-value]
@@ -198,11 +215,18 @@ def exclude(value: object) -> tuple[type[Exception], ...]:
 
 def is_failure(value: object) -> FailurePredicate | None:
     """Return ``value`` if it is ``None`` or callable."""
+    if inspect.iscoroutinefunction(value):
+        raise ConfigurationError(
+            f"is_failure must be a plain (not async) callable returning a bool, "
+            f"got the coroutine function {show(value)}"
+        )
+
     if value is None or callable(value):
         return value
 
     raise ConfigurationError(
-        f"is_failure must be a callable taking the exception, or None, got {value!r}"
+        "is_failure must be a callable taking the exception, or None, "
+        f"got {show(value)}"
     )
 
 
@@ -213,7 +237,7 @@ def metadata(value: object) -> Mapping[str, Any]:
 
     if not isinstance(value, Mapping):
         raise ConfigurationError(
-            f"metadata must be a mapping or None, got {value!r} of type "
+            f"metadata must be a mapping or None, got {show(value)} of type "
             f"{type(value).__name__}"
         )
 
@@ -345,7 +369,14 @@ def check_global_options(options: Mapping[str, object]) -> dict[str, object]:
 
 
 def check_consistent(options: ConnectionOptions) -> None:
-    """Refuse option sets whose progressive bounds contradict each other."""
+    """Refuse progressive option sets whose bounds contradict each other.
+
+    The bounds mean nothing to the fixed strategy, so they are checked only
+    when the strategy is progressive (and again if it becomes so).
+    """
+    if options.expiry_strategy is not ExpiryStrategy.PROGRESSIVE:
+        return
+
     if options.effective_max_expiry < options.effective_initial_expiry:
         raise ConfigurationError(
             f"max_expiry ({options.effective_max_expiry:g}s) must be at least "

@@ -582,7 +582,6 @@ class RedisStore(Store):
 
         new_period = code == OPEN and (circuit.code != OPEN or not same_period)
         if new_period:
-            was_scheduled = circuit.code == OPEN and circuit.half_open_at is not None
             circuit.opened_at = now - int(view["age"]) / 1000
             circuit.expiry_enabled = duration_ms >= 0
             if duration_ms >= 0:
@@ -592,8 +591,7 @@ class RedisStore(Store):
                 circuit.half_open_at = None
 
             if circuit.code == OPEN:
-                if was_scheduled:
-                    registry._expiries.forget_one()
+                registry._expiries.forget(circuit)
                 circuit.generation += 1
                 if circuit.half_open_at is not None:
                     registry._schedule(circuit)

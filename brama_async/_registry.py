@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -37,6 +38,7 @@ from ._options import (
     check_consistent,
     check_global_options,
     optional_seconds,
+    show,
     split_settings,
 )
 from ._options import (
@@ -149,7 +151,7 @@ class Brama:
         if store is not None and not isinstance(store, Store):
             raise ConfigurationError(
                 f"store must be a brama_async Store (MemoryStore, RedisStore) "
-                f"or None, got {store!r}"
+                f"or None, got {show(store)}"
             )
 
         self._store: Store = store if store is not None else MemoryStore()
@@ -199,7 +201,7 @@ class Brama:
         self._phase = _RUNNING
         try:
             await self._store.start(self, task_group)
-        except BaseException as error:
+        except BaseException:
             self._phase = _CLOSED
             task_group.cancel_scope.cancel()
             # The store's error propagates as itself, not wrapped in a group.
@@ -323,15 +325,6 @@ class Brama:
         if is_failure is not None:
             given["is_failure"] = is_failure
 
-        return await self._register(identifier, scope, given, metadata)
-
-    async def _register(
-        self,
-        identifier: object,
-        scope: object,
-        given: Mapping[str, object],
-        metadata: object,
-    ) -> Breaker:
         identifier = check_name("identifier", identifier)
         if scope is not None:
             scope = check_scope(scope)
@@ -339,6 +332,17 @@ class Brama:
         frozen_metadata = (
             EMPTY_METADATA if metadata is None else check_metadata(metadata)
         )
+
+        return await self._register(identifier, scope, options, frozen_metadata)
+
+    async def _register(
+        self,
+        identifier: str,
+        scope: str | None,
+        options: ConnectionOptions,
+        frozen_metadata: Mapping[str, Any],
+    ) -> Breaker:
+        """Register a validated connection."""
         if self._phase is not _RUNNING:
             self._check_running()
 
@@ -379,7 +383,8 @@ class Brama:
         The connection is registered with ``options`` on the first call of
         the decorated function (or taken as it is if the key already
         exists), and again after cleanup or ``unregister()`` removed it.
-        Everything is validated now, not on first use.
+        Everything is validated and resolved now, not on first use: options
+        not given take the registry's defaults as they are now.
 
         Raises:
             ConfigurationError: If an argument or option is invalid.
@@ -388,9 +393,12 @@ class Brama:
         identifier = check_name("identifier", identifier)
         scope = check_scope(scope)
         given = dict(options)
-        metadata = given.pop("metadata", None)
-        check_metadata(metadata)
-        self._defaults.updated(given)
+        frozen_metadata = check_metadata(given.pop("metadata", None))
+        # Resolved now, against the defaults of now: the first call can
+        # never fail on options that were accepted here.
+        resolved = self._defaults.updated(given) if given else self._defaults
+        if self._phase == _CLOSED:
+            self._check_running()
 
         def decorate(
             fn: Callable[P, Coroutine[Any, Any, T]],
@@ -398,17 +406,15 @@ class Brama:
             require_coroutine_function(fn)
             handle: Breaker | None = None
 
+            @functools.wraps(fn)
             async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
                 nonlocal handle
                 if handle is None or handle._circuit.code == GONE:
-                    handle = await self._obtain(identifier, scope, given, metadata)
+                    handle = await self._obtain(
+                        identifier, scope, resolved, frozen_metadata
+                    )
 
                 return await handle.call(fn, *args, **kwargs)
-
-            guarded.__dict__.update(fn.__dict__)
-            for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
-                setattr(guarded, attribute, getattr(fn, attribute, None))
-            guarded.__wrapped__ = fn  # type: ignore[attr-defined]
 
             return guarded
 
@@ -418,8 +424,8 @@ class Brama:
         self,
         identifier: str,
         scope: str | None,
-        given: Mapping[str, object],
-        metadata: object,
+        options: ConnectionOptions,
+        frozen_metadata: Mapping[str, Any],
     ) -> Breaker:
         self._check_running()
         circuit = self._circuits.get((scope, identifier))
@@ -428,7 +434,7 @@ class Brama:
             assert isinstance(handle, Breaker)
             return handle
 
-        return await self._register(identifier, scope, given, metadata)
+        return await self._register(identifier, scope, options, frozen_metadata)
 
     async def unregister(self, identifier: str, *, scope: str | None = None) -> bool:
         """Remove a connection; return ``False`` if it was not registered.
@@ -452,8 +458,7 @@ class Brama:
         return True
 
     def _forget(self, circuit: Circuit) -> None:
-        if circuit.code == OPEN and circuit.half_open_at is not None:
-            self._expiries.forget_one()
+        self._expiries.forget(circuit)
         if self._shared:
             self._store.detach(circuit)
         _retire(circuit)
@@ -707,7 +712,7 @@ class Brama:
         transition made there (``None``: made here).
         """
         if transition.previous == OPEN:
-            self._expiries.forget_one()
+            self._expiries.forget(circuit)
         if transition.current == OPEN and circuit.half_open_at is not None:
             self._schedule(circuit)
 
@@ -926,13 +931,11 @@ class Brama:
         self._alive(circuit)
         options = circuit.options.updated({"expiry": duration})
         now = self._clock()
-        had_deadline = circuit.code == OPEN and circuit.half_open_at is not None
 
         circuit.options = options
         circuit.touched_at = now
         transition = machine.set_expiry(circuit, now, duration)
-        if had_deadline:
-            self._expiries.forget_one()
+        self._expiries.forget(circuit)
         if circuit.code == OPEN and circuit.half_open_at is not None:
             self._schedule(circuit)
 
@@ -957,9 +960,7 @@ class Brama:
     async def _disable_expiry(self, circuit: Circuit) -> None:
         self._alive(circuit)
         circuit.touched_at = self._clock()
-        if circuit.code == OPEN and circuit.half_open_at is not None:
-            self._expiries.forget_one()
-
+        self._expiries.forget(circuit)
         machine.disable_expiry(circuit)
         self._emit(EventType.EXPIRY_CHANGED, circuit, reason="expiry disabled")
         if self._shared:
@@ -1202,7 +1203,7 @@ def _check_clock(clock: object) -> Callable[[], float]:
     if not callable(clock):
         raise ConfigurationError(
             f"clock must be a zero-argument callable returning monotonic seconds, "
-            f"got {clock!r}"
+            f"got {show(clock)}"
         )
 
     try:
@@ -1210,16 +1211,19 @@ def _check_clock(clock: object) -> Callable[[], float]:
     except Exception as error:
         raise ConfigurationError(
             f"clock must be a zero-argument callable returning monotonic seconds; "
-            f"calling {clock!r} raised {error!r}"
+            f"calling {show(clock)} raised {show(error)}"
         ) from error
 
     if not isinstance(sample, (int, float)) or isinstance(sample, bool):
         raise ConfigurationError(
-            f"clock must return a number of seconds, {clock!r} returned {sample!r}"
+            f"clock must return a number of seconds, "
+            f"{show(clock)} returned {show(sample)}"
         )
 
     if not math.isfinite(sample):
-        raise ConfigurationError(f"clock must return a finite number, got {sample!r}")
+        raise ConfigurationError(
+            f"clock must return a finite number, got {show(sample)}"
+        )
 
     return clock
 

@@ -24,6 +24,7 @@ from ._errors import ConfigurationError
 from ._options import count as check_count
 from ._options import reason as check_reason
 from ._options import seconds as check_seconds
+from ._options import show
 from ._types import State
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ async def set_state(
         target = State(state)
     except ValueError:
         raise ConfigurationError(
-            f"state must be 'closed', 'open' or 'half_open', got {state!r}"
+            f"state must be 'closed', 'open' or 'half_open', got {show(state)}"
         ) from None
 
     why = check_reason(reason) or "test setup"

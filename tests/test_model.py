@@ -120,6 +120,9 @@ class Model:
             self.half_open_at = now + duration if self.expiry_enabled else None
         else:
             self.half_open_at = None
+        if state == "closed":
+            # A close (by hand or by recovery) ends a disabled expiry.
+            self.expiry_enabled = True
         self.events.append((event, previous, state))
         if previous != state:
             self.events.append(("state_change", previous, state))
