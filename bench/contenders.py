@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from importlib import metadata
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 
@@ -400,13 +400,16 @@ class Minimal(Contender):
         return functools.partial(handle.call, fn)
 
 
-class MinimalWith(Minimal):
-    """The minimal breaker as an async context manager."""
+class InlineWith:
+    """Timed loops written the way a user writes ``async with breaker:``.
 
-    key = "minimal-with"
-    api = "async with breaker: await f()"
-    style = "with"
-    scenarios = STYLE_SCENARIOS
+    Mixed into a contender whose handle is an async context manager: the
+    loop body is inline, so the harness adds no coroutine layer.
+    """
+
+    if TYPE_CHECKING:
+
+        async def _drain(self) -> None: ...
 
     def bind(self, handle: Any, fn: Guarded) -> Guarded:
         """A wrapper coroutine (used outside the timed loops only)."""
@@ -418,7 +421,7 @@ class MinimalWith(Minimal):
         return guarded
 
     async def time_ok(self, handle: Any, fn: Guarded, n: int) -> int:
-        """The loop body a user writes: ``async with breaker: await f()``."""
+        """Inline ``async with breaker: await f()``."""
         clock = time.perf_counter_ns
         start = clock()
         for _ in range(n):
@@ -434,7 +437,7 @@ class MinimalWith(Minimal):
         n: int,
         errors: tuple[type[BaseException], ...],
     ) -> int:
-        """Inline ``async with`` around a call that raises ``errors``."""
+        """Inline ``async with breaker`` around a call that raises ``errors``."""
         clock = time.perf_counter_ns
         start = clock()
         for _ in range(n):
@@ -445,6 +448,15 @@ class MinimalWith(Minimal):
                 pass
         await self._drain()
         return clock() - start
+
+
+class MinimalWith(InlineWith, Minimal):
+    """The minimal breaker as an async context manager."""
+
+    key = "minimal-with"
+    api = "async with breaker: await f()"
+    style = "with"
+    scenarios = STYLE_SCENARIOS
 
 
 class MinimalDecorator(Minimal):
@@ -935,7 +947,7 @@ class Brama(Contender):
         await kept.aclose()
 
 
-class BramaWith(Brama):
+class BramaWith(InlineWith, Brama):
     """brama_async as an async context manager."""
 
     key = "brama_async-with"
@@ -943,44 +955,6 @@ class BramaWith(Brama):
     note = "same handle"
     style = "with"
     scenarios = STYLE_SCENARIOS
-
-    def bind(self, handle: Any, fn: Guarded) -> Guarded:
-        """A wrapper coroutine (used outside the timed loops only)."""
-
-        async def guarded() -> Any:
-            async with handle:
-                return await fn()
-
-        return guarded
-
-    async def time_ok(self, handle: Any, fn: Guarded, n: int) -> int:
-        """Inline ``async with breaker: await f()``."""
-        clock = time.perf_counter_ns
-        start = clock()
-        for _ in range(n):
-            async with handle:
-                await fn()
-        await self._drain()
-        return clock() - start
-
-    async def time_raising(
-        self,
-        handle: Any,
-        fn: Guarded,
-        n: int,
-        errors: tuple[type[BaseException], ...],
-    ) -> int:
-        """Inline ``async with breaker`` around a call that raises ``errors``."""
-        clock = time.perf_counter_ns
-        start = clock()
-        for _ in range(n):
-            try:
-                async with handle:
-                    await fn()
-            except errors:
-                pass
-        await self._drain()
-        return clock() - start
 
 
 class BramaDecorator(Brama):
