@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._expiry import open_duration
-from ._types import EventType, State
+from ._types import EventType, ExpiryStrategy, State
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -135,7 +135,11 @@ class Circuit:
         self.reviewed_started = 0
         self.expiry_enabled = True
         self.opened_at: float | None = None
-        self.open_duration = open_duration(options, 1)
+        self.open_duration = (
+            options.expiry
+            if options.expiry_strategy is ExpiryStrategy.FIXED
+            else open_duration(options, 1)
+        )
         self.half_open_at: float | None = None
         self.registered_at = now
         self.touched_at = now

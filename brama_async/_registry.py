@@ -42,6 +42,9 @@ from ._options import (
     split_settings,
 )
 from ._options import (
+    MAX_NAME_LENGTH as NAME_LIMIT,
+)
+from ._options import (
     metadata as check_metadata,
 )
 from ._options import (
@@ -325,7 +328,8 @@ class Brama:
         if is_failure is not None:
             given["is_failure"] = is_failure
 
-        identifier = check_name("identifier", identifier)
+        if identifier.__class__ is not str or not 0 < len(identifier) <= NAME_LIMIT:
+            identifier = check_name("identifier", identifier)
         if scope is not None:
             scope = check_scope(scope)
         options = self._defaults.updated(given) if given else self._defaults
@@ -333,7 +337,11 @@ class Brama:
             EMPTY_METADATA if metadata is None else check_metadata(metadata)
         )
 
-        return await self._register(identifier, scope, options, frozen_metadata)
+        handle = self._add(identifier, scope, options, frozen_metadata)
+        if self._shared:
+            await self._store.attach(handle._circuit)
+
+        return handle
 
     async def _register(
         self,
@@ -343,6 +351,20 @@ class Brama:
         frozen_metadata: Mapping[str, Any],
     ) -> Breaker:
         """Register a validated connection."""
+        handle = self._add(identifier, scope, options, frozen_metadata)
+        if self._shared:
+            await self._store.attach(handle._circuit)
+
+        return handle
+
+    def _add(
+        self,
+        identifier: str,
+        scope: str | None,
+        options: ConnectionOptions,
+        frozen_metadata: Mapping[str, Any],
+    ) -> Breaker:
+        """Add a validated connection (synchronous: atomic on the loop)."""
         if self._phase is not _RUNNING:
             self._check_running()
 
@@ -356,9 +378,8 @@ class Brama:
         circuit.handle = handle
         self._circuits[key] = circuit
         self._index.place(circuit, now)
-        self._emit(EventType.REGISTERED, circuit)
-        if self._shared:
-            await self._store.attach(circuit)
+        if self._hub.wants(EventType.REGISTERED):
+            self._emit(EventType.REGISTERED, circuit)
 
         return handle
 
