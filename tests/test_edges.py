@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import typing
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from brama_async import Brama, ConfigurationError, State
+from brama_async import Brama, CircuitOpenError, ConfigurationError, State
 from brama_async.testing import ManualClock
 
 pytestmark = pytest.mark.anyio
@@ -249,3 +251,60 @@ async def test_a_retired_handle_says_so():
         await brama.unregister("api")
 
     assert repr(breaker) == "<Breaker identifier='api' scope=None state=gone>"
+
+
+async def test_wall_clock_jumps_change_nothing():
+    """Timing uses the monotonic clock: moving the wall clock a day ahead
+    (as time-machine does) neither ends an open period nor shortens it."""
+    import time_machine
+
+    async with Brama(max_attempts=1, expiry=60.0) as brama:
+        breaker = await brama.register("api")
+        with pytest.raises(Boom):
+            await breaker.call(boom)
+
+        with time_machine.travel(time.time() + 86_400, tick=False):
+            state = breaker.status().state
+            with pytest.raises(CircuitOpenError) as refused:
+                await breaker.call(boom)
+
+    assert state == State.OPEN
+    assert refused.value.remaining is not None
+    assert 59.0 < refused.value.remaining <= 60.0
+
+
+async def test_events_keep_their_order_under_a_thousand_concurrent_transitions():
+    """A thousand circuits tripping at once: every event arrives, and each
+    connection's events arrive in the order they happened."""
+    count = 1000
+    async with Brama(clock=ManualClock(), max_attempts=1) as brama:
+        breakers = [await brama.register(f"c{index}") for index in range(count)]
+        subscription = brama.subscribe(max_queued=10 * count)
+
+        async def fail_once(breaker):
+            async def flaky() -> None:
+                await anyio.lowlevel.checkpoint()
+                raise Boom
+
+            with pytest.raises(Boom):
+                await breaker.call(flaky)
+
+        async with anyio.create_task_group() as tg:
+            for breaker in breakers:
+                tg.start_soon(fail_once, breaker)
+
+        events = []
+        while (event := subscription.get_nowait()) is not None:
+            events.append(event)
+
+    per_connection: dict[str | None, list[str]] = {}
+    for event in events:
+        per_connection.setdefault(event.identifier, []).append(event.type.value)
+
+    assert subscription.dropped == 0
+    assert len(events) == 3 * count
+    assert all(
+        kinds == ["failure", "circuit_opened", "state_change"]
+        for kinds in per_connection.values()
+    )
+    assert len(per_connection) == count
