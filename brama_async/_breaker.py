@@ -73,17 +73,13 @@ class Breaker:
     using the handle raises ``ConnectionNotFound`` or ``RegistryClosedError``.
     """
 
-    __slots__ = ("__weakref__", "_circuit", "_clock", "_registry", "_shared")
+    __slots__ = ("__weakref__", "_circuit", "_clock", "_registry")
 
     def __init__(self, registry: Brama, circuit: Circuit) -> None:
         self._registry = registry
         self._circuit = circuit
         # Copied from the registry: one attribute load less on every call.
         self._clock = registry._clock
-        # True while admissions of a closed circuit must ask the store too; a
-        # shared store clears it whenever closed calls need nothing from it
-        # (see RedisStore.attach), so its closed path is the in-memory one.
-        self._shared = registry._shared
 
     def __repr__(self) -> str:
         circuit = self._circuit
@@ -92,6 +88,16 @@ class Breaker:
             f"<Breaker identifier={circuit.identifier!r} scope={circuit.scope!r} "
             f"state={state}>"
         )
+
+    def __eq__(self, other: object) -> bool:
+        """Handles are equal when they are handles of the same connection."""
+        if not isinstance(other, Breaker):
+            return NotImplemented
+
+        return other._circuit is self._circuit
+
+    def __hash__(self) -> int:
+        return id(self._circuit)
 
     @property
     def identifier(self) -> str:
@@ -117,7 +123,7 @@ class Breaker:
         """
         circuit = self._circuit
         code = circuit.code
-        if code or self._shared:
+        if code or circuit.gated:
             if self._registry._shared:
                 generation, trial = await self._registry._store.admit(circuit)
             else:
@@ -175,7 +181,7 @@ class Breaker:
     async def __aenter__(self) -> Breaker:
         """Admit the block, or raise ``CircuitOpenError`` without running it."""
         circuit = self._circuit
-        if circuit.code or self._shared:
+        if circuit.code or circuit.gated:
             if self._registry._shared:
                 generation, trial = await self._registry._store.admit(circuit)
             else:

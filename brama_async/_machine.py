@@ -87,9 +87,9 @@ class Circuit:
         "expiry_enabled",
         "failure_count",
         "finished",
+        "gated",
         "generation",
         "half_open_at",
-        "handle",
         "identifier",
         "key",
         "last_failure",
@@ -149,7 +149,10 @@ class Circuit:
         self.last_failure_reason: str | None = None
         self.stale_since: float | None = None
         self.scheduled = False
-        self.handle: object = None
+        # True while calls on a closed circuit must go through the store
+        # (a shared store unable to reach its server, say); a shared store
+        # clears it whenever closed calls need nothing from it.
+        self.gated = False
         self.store_data: object = None
 
     @property

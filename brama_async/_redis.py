@@ -269,15 +269,13 @@ class RedisStore(Store):
         self._apply(circuit, reply)
 
     def _gate(self, circuit: Circuit) -> None:
-        """Tell the circuit's handle whether closed calls must ask the store.
+        """Tell the circuit whether closed calls must ask the store.
 
         They must only while Redis is unavailable under a fail-open or
         fail-closed policy; otherwise a closed call is admitted exactly as
         with the in-memory store, without entering the store at all.
         """
-        handle = circuit.handle
-        if handle is not None:
-            handle._shared = not (self._link.up or self._local_policy)  # type: ignore[attr-defined]
+        circuit.gated = not (self._link.up or self._local_policy)
 
     def _gate_all(self) -> None:
         registry = self._registry

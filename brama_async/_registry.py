@@ -374,25 +374,24 @@ class Brama:
 
         now = self._clock()
         circuit = Circuit(identifier, scope, options, frozen_metadata, now)
-        handle = Breaker(self, circuit)
-        circuit.handle = handle
+        circuit.gated = self._shared
         self._circuits[key] = circuit
         self._index.place(circuit, now)
         if self._hub.wants(EventType.REGISTERED):
             self._emit(EventType.REGISTERED, circuit)
 
-        return handle
+        return Breaker(self, circuit)
 
     def breaker(self, identifier: str, *, scope: str | None = None) -> Breaker:
-        """Return the handle of a registered connection.
+        """Return a handle of a registered connection.
+
+        Handles are small views of the connection: this returns a new one
+        each time, equal (``==``) to every other handle of the connection.
 
         Raises:
             ConnectionNotFound: If no connection has that key.
         """
-        handle = self._lookup(identifier, scope).handle
-        assert isinstance(handle, Breaker)
-
-        return handle
+        return Breaker(self, self._lookup(identifier, scope))
 
     def circuit_breaker(
         self, identifier: str, *, scope: str | None = None, **options: Any
@@ -451,9 +450,7 @@ class Brama:
         self._check_running()
         circuit = self._circuits.get((scope, identifier))
         if circuit is not None:
-            handle = circuit.handle
-            assert isinstance(handle, Breaker)
-            return handle
+            return Breaker(self, circuit)
 
         return await self._register(identifier, scope, options, frozen_metadata)
 
