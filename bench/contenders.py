@@ -133,9 +133,13 @@ class Contender:
 
     # -- timed loops -----------------------------------------------------------
 
+    def timed_callable(self, handle: Any, fn: Guarded) -> Guarded:
+        """The callable the timed loops call (``bind`` unless overridden)."""
+        return self.bind(handle, fn)
+
     async def time_ok(self, handle: Any, fn: Guarded, n: int) -> int:
         """Nanoseconds for ``n`` successful calls of ``fn`` through ``handle``."""
-        guarded = self.bind(handle, fn)
+        guarded = self.timed_callable(handle, fn)
         clock = time.perf_counter_ns
         start = clock()
         for _ in range(n):
@@ -151,7 +155,7 @@ class Contender:
         errors: tuple[type[BaseException], ...],
     ) -> int:
         """Nanoseconds for ``n`` calls through ``handle`` that raise ``errors``."""
-        guarded = self.bind(handle, fn)
+        guarded = self.timed_callable(handle, fn)
         clock = time.perf_counter_ns
         start = clock()
         for _ in range(n):
@@ -164,7 +168,7 @@ class Contender:
 
     async def time_concurrent(self, handle: Any, fn: Guarded, tasks: int) -> int:
         """Nanoseconds to run ``tasks`` concurrent guarded calls to completion."""
-        guarded = self.bind(handle, fn)
+        guarded = self.timed_callable(handle, fn)
         clock = time.perf_counter_ns
         start = clock()
         results = await self.backend.spawn_all(guarded, tasks)
@@ -786,54 +790,14 @@ class Pyresilience(Contender):
         handle.tripped = True
         await super().trip(handle, threshold)
 
-    def _direct(self, handle: Any, fn: Guarded) -> Guarded:
+    def timed_callable(self, handle: Any, fn: Guarded) -> Guarded:
+        """``fn`` decorated directly (the documented shape); refusals go
+        through the tripped dispatcher."""
         if handle.tripped:
             return self.bind(handle, fn)
 
         direct: Guarded = handle.decorator(fn)
         return direct
-
-    async def time_ok(self, handle: Any, fn: Guarded, n: int) -> int:
-        """Time ``fn`` decorated directly (the documented shape)."""
-        guarded = self._direct(handle, fn)
-        clock = time.perf_counter_ns
-        start = clock()
-        for _ in range(n):
-            await guarded()
-        await self._drain()
-        return clock() - start
-
-    async def time_raising(
-        self,
-        handle: Any,
-        fn: Guarded,
-        n: int,
-        errors: tuple[type[BaseException], ...],
-    ) -> int:
-        """Time raising calls; refusals go through the tripped dispatcher."""
-        guarded = self._direct(handle, fn)
-        clock = time.perf_counter_ns
-        start = clock()
-        for _ in range(n):
-            try:  # noqa: SIM105 (suppress() would add a context manager per call)
-                await guarded()
-            except errors:
-                pass
-        await self._drain()
-        return clock() - start
-
-    async def time_concurrent(self, handle: Any, fn: Guarded, tasks: int) -> int:
-        """Concurrent calls of ``fn`` decorated directly."""
-        guarded = self._direct(handle, fn)
-        clock = time.perf_counter_ns
-        start = clock()
-        results = await self.backend.spawn_all(guarded, tasks)
-        elapsed = clock() - start
-
-        if len(results) != tasks or any(r != 1 for r in results):
-            raise RuntimeError("concurrent calls returned wrong results")
-
-        return elapsed
 
     async def make_many(self, n: int) -> Any:
         """``n`` decorated functions, each with its own breaker."""
