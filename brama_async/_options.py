@@ -159,6 +159,15 @@ def name(argument: str, value: object) -> str:
             f"got {show(value)} of type {type(value).__name__}"
         )
 
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError(
+                f"{argument} must be valid Unicode text (encodable as UTF-8), "
+                f"got {show(value)} with a lone surrogate"
+            ) from None
+
     if not 1 <= len(value) <= MAX_NAME_LENGTH:
         shown = value if len(value) <= 40 else f"{value[:40]}..."
         raise ConfigurationError(

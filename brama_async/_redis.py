@@ -285,8 +285,11 @@ class RedisStore(Store):
         for circuit in registry._circuits.values():
             self._gate(circuit)
 
-    def detach(self, circuit: Circuit) -> None:
-        """Delete a removed connection's keys, in the background."""
+    def detach(self, circuit: Circuit, *, delete: bool) -> None:
+        """Forget a removed connection; delete its keys (in the background)
+        only when it was unregistered, not when this process's cleanup sweep
+        removed it: other processes may still rely on that state, and the
+        keys expire on their own."""
         data = circuit.store_data
         if not isinstance(data, _Shared):
             return
@@ -294,7 +297,8 @@ class RedisStore(Store):
         if self._by_tag.get(data.tag) is circuit:
             del self._by_tag[data.tag]
 
-        self._link.delete_later(data.keys)
+        if delete:
+            self._link.delete_later(data.keys)
 
     async def admit(self, circuit: Circuit) -> tuple[int, bool]:
         """Admit a call or raise ``CircuitOpenError``; the shared twin of ``_admit``.
@@ -408,7 +412,9 @@ class RedisStore(Store):
             return
 
         kind = "trial_fail" if token is not None else "fail"
-        reply = await self._script(circuit, "outcome", kind, token or "", why or "")
+        reply = await self._outcome(
+            circuit, generation, trial, token, kind, token or "", why or ""
+        )
         if reply is None or circuit.code == GONE:
             self._local_failure(circuit, generation, trial, error, reason)
             return
@@ -482,7 +488,9 @@ class RedisStore(Store):
             return
 
         kind = "trial_ok" if token is not None else "ok"
-        reply = await self._script(circuit, "outcome", kind, token or "", "")
+        reply = await self._outcome(
+            circuit, generation, trial, token, kind, token or "", ""
+        )
         if reply is None or circuit.code == GONE:
             registry._settle_success(circuit, generation, trial)
             if isinstance(circuit.store_data, _Shared):
@@ -691,6 +699,40 @@ class RedisStore(Store):
             *extra,
         ]
         return await self._link.script(name, data.keys, args, live=live)
+
+    async def _outcome(
+        self,
+        circuit: Circuit,
+        generation: int,
+        trial: bool,
+        token: str | None,
+        *extra: object,
+    ) -> Reply | None:
+        """Run an outcome script; if the caller is cancelled meanwhile, free
+        the local trial slot and the lease, and re-read the shared state in
+        the background (the script may or may not have run)."""
+        try:
+            return await self._script(circuit, "outcome", *extra)
+        except BaseException:
+            if trial:
+                machine.release_trial(circuit, generation)
+            if token is not None:
+                self._release_token(circuit, token)
+            self._refresh_later(circuit)
+            raise
+
+    def _refresh_later(self, circuit: Circuit) -> None:
+        """Re-read a connection's shared state in the background."""
+        if not isinstance(circuit.store_data, _Shared):
+            return
+
+        async def refresh() -> None:
+            view = self._local_view(circuit)
+            reply = await self._script(circuit, "sync", *view, "restore", live=False)
+            if reply is not None and circuit.code != GONE:
+                self._apply(circuit, reply)
+
+        self._link.spawn(refresh)
 
     def _pop_token(self, circuit: Circuit) -> str | None:
         data = circuit.store_data

@@ -81,6 +81,7 @@ class Link:
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.up = False
         self.synced = False
+        self.outages = 0
         self.degraded_logged = False
         self.client: Any = None
         self.owns_client = False
@@ -156,10 +157,17 @@ class Link:
         if not self.up or (live and not self.synced):
             return None
 
+        outages = self.outages
         try:
             raw = await self._bounded(self._evalsha(name, keys, args), self.timeout)
         except self._errors as exc:
             self.mark_down(exc)
+            return None
+
+        if self.outages != outages:
+            # The link went down while this script was on its way: decisions
+            # made locally since then must not be overwritten by its reply.
+            # The caller takes the degraded path; reconciliation merges.
             return None
 
         if isinstance(raw, bytes):
@@ -248,6 +256,7 @@ class Link:
         self.synced = False
         if self.up:
             self.up = False
+            self.outages += 1
             self._wake.set()
             if self.on_availability is not None:
                 self.on_availability()

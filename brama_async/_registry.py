@@ -328,7 +328,11 @@ class Brama:
         if is_failure is not None:
             given["is_failure"] = is_failure
 
-        if identifier.__class__ is not str or not 0 < len(identifier) <= NAME_LIMIT:
+        if (
+            identifier.__class__ is not str
+            or not 0 < len(identifier) <= NAME_LIMIT
+            or not identifier.isascii()
+        ):
             identifier = check_name("identifier", identifier)
         if scope is not None:
             scope = check_scope(scope)
@@ -339,7 +343,7 @@ class Brama:
 
         handle = self._add(identifier, scope, options, frozen_metadata)
         if self._shared:
-            await self._store.attach(handle._circuit)
+            await self._attach(handle._circuit)
 
         return handle
 
@@ -353,9 +357,19 @@ class Brama:
         """Register a validated connection."""
         handle = self._add(identifier, scope, options, frozen_metadata)
         if self._shared:
-            await self._store.attach(handle._circuit)
+            await self._attach(handle._circuit)
 
         return handle
+
+    async def _attach(self, circuit: Circuit) -> None:
+        """Give a new connection to the shared store; undo it if that fails."""
+        try:
+            await self._store.attach(circuit)
+        except BaseException:
+            if self._circuits.get(circuit.key) is circuit:
+                del self._circuits[circuit.key]
+            self._forget(circuit, unregistered=False)
+            raise
 
     def _add(
         self,
@@ -475,10 +489,10 @@ class Brama:
 
         return True
 
-    def _forget(self, circuit: Circuit) -> None:
+    def _forget(self, circuit: Circuit, *, unregistered: bool = True) -> None:
         self._expiries.forget(circuit)
         if self._shared:
-            self._store.detach(circuit)
+            self._store.detach(circuit, delete=unregistered)
         _retire(circuit)
 
     # -- reading -------------------------------------------------------------
@@ -1201,7 +1215,7 @@ class Brama:
             if self._hub.wants(EventType.CONNECTION_REMOVED)
             else None
         )
-        self._forget(circuit)
+        self._forget(circuit, unregistered=False)
         self._emit(
             EventType.CONNECTION_REMOVED, circuit, reason="inactive", status=status
         )

@@ -38,8 +38,10 @@ class Store:
         """A connection was registered: load its shared state."""
         raise NotImplementedError
 
-    def detach(self, circuit: Circuit) -> None:
-        """A connection was unregistered or removed: forget its shared state."""
+    def detach(self, circuit: Circuit, *, delete: bool) -> None:
+        """A connection was unregistered (``delete``: its shared state goes too)
+        or removed by this process's cleanup sweep (the shared state stays for
+        the other processes, and expires on its own)."""
         raise NotImplementedError
 
     async def admit(self, circuit: Circuit) -> tuple[int, bool]:

@@ -308,3 +308,16 @@ async def test_events_keep_their_order_under_a_thousand_concurrent_transitions()
         for kinds in per_connection.values()
     )
     assert len(per_connection) == count
+
+
+async def test_names_that_are_not_valid_text_are_refused():
+    """A lone surrogate cannot be stored anywhere: refused, nothing registered."""
+    async with Brama(clock=ManualClock()) as brama:
+        with pytest.raises(ConfigurationError, match="identifier"):
+            await brama.register("bad\ud800")
+        with pytest.raises(ConfigurationError, match="scope"):
+            await brama.register("ok", scope="\udfff")
+
+        count = len(brama)
+
+    assert count == 0

@@ -614,3 +614,54 @@ async def test_half_open_survives_a_redis_restart(server: RedisServer) -> None:
         assert [x.status().state for x in (a, b)] == ["half_open", "half_open"]
         assert await outcome(b, ok) == "ok"
         await until(lambda: a.status().state == "closed", 0.2)
+
+
+async def test_trial_cancelled_while_its_outcome_is_on_its_way(
+    server: RedisServer,
+) -> None:
+    """A caller's cancel scope expiring while the trial's outcome script waits
+    on a slow Redis frees the local trial slot and the lease: the circuit is
+    not stuck half-open, and a later trial closes it."""
+    async with registries(server.url, 1, timeout=0.25, lease_ttl=1.0) as (brama,):
+        breaker = await brama.register("svc", max_attempts=1, expiry=0.3)
+        assert await outcome(breaker, boom) == "boom"
+        await anyio.sleep(0.35)
+
+        async def fails_then_redis_stalls() -> None:
+            await anyio.sleep(0.05)
+            server.cli("client", "pause", "150", "ALL")
+            raise Boom
+
+        with anyio.move_on_after(0.1):
+            await breaker.call(fails_then_redis_stalls)
+        trials_after_cancel = breaker.status().trials_in_flight
+
+        waited = await until(lambda: breaker.available(), 3.0)
+        await anyio.sleep(0.3)
+        final = await outcome(breaker, ok)
+
+    assert trials_after_cancel == 0
+    assert waited < 3.0
+    assert final == "ok"
+
+
+async def test_cleanup_in_one_process_keeps_the_shared_circuit(
+    server: RedisServer,
+) -> None:
+    """A process whose sweep removes an idle connection leaves its shared
+    state alone: another process's open circuit stays open for everyone."""
+    async with registries(server.url, 2, timeout=0.5) as (idle, busy):
+        await idle.register("pay", max_attempts=1, expiry=30.0)
+        paying = await busy.register("pay", max_attempts=1, expiry=30.0)
+        assert await outcome(paying, boom) == "boom"
+
+        removed = idle._circuits[(None, "pay")]
+        idle._remove_idle(removed)
+        await anyio.sleep(0.2)
+
+        async with registries(server.url, 1, timeout=0.5) as (late,):
+            newcomer = await late.register("pay", max_attempts=1, expiry=30.0)
+            state = newcomer.status().state
+
+    assert len(idle) == 0
+    assert state == "open"
