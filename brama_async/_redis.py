@@ -70,6 +70,13 @@ class StoreUnavailableError(CircuitOpenError):
         )
 
 
+_DEGRADED_MODES: Final = {
+    "local": "circuits run on local state",
+    "fail_open": "calls are let through (fail open)",
+    "fail_closed": "calls are refused (fail closed)",
+}
+
+
 class _Shared:
     """What the store keeps per circuit: keys, last applied version, leases."""
 
@@ -187,6 +194,7 @@ class RedisStore(Store):
             cluster=cluster,
             health_interval=self.health_interval,
             max_connections=max_connections,
+            degraded_mode=_DEGRADED_MODES[on_unavailable],
         )
         self._registry: Brama | None = None
         self._by_tag: dict[str, Circuit] = {}

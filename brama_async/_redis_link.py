@@ -70,9 +70,11 @@ class Link:
         cluster: bool,
         health_interval: float,
         max_connections: int = 32,
+        degraded_mode: str = "circuits run on local state",
     ) -> None:
         self.target = target
         self.prefix = prefix
+        self.degraded_mode = degraded_mode
         self.timeout = timeout
         self.cluster = cluster
         self.health_interval = health_interval
@@ -264,9 +266,9 @@ class Link:
         if not self.degraded_logged and not self._closing:
             self.degraded_logged = True
             logger.warning(
-                "Redis store unavailable (%s); circuits run on local state "
-                "until it is back",
+                "Redis store unavailable (%s); %s until it is back",
                 _describe(exc),
+                self.degraded_mode,
                 extra={"brama_async.store": "redis", "brama_async.prefix": self.prefix},
             )
 
