@@ -407,7 +407,7 @@ class Minimal(Contender):
 class InlineWith:
     """Timed loops written the way a user writes ``async with breaker:``.
 
-    Mixed into a contender whose handle is an async context manager: the
+    Mixed into a contender whose breaker is an async context manager: the
     loop body is inline, so the harness adds no coroutine layer.
     """
 
@@ -415,21 +415,27 @@ class InlineWith:
 
         async def _drain(self) -> None: ...
 
+    def context_manager(self, handle: Any) -> Any:
+        """The object used in ``async with`` (the handle unless overridden)."""
+        return handle
+
     def bind(self, handle: Any, fn: Guarded) -> Guarded:
         """A wrapper coroutine (used outside the timed loops only)."""
+        breaker = self.context_manager(handle)
 
         async def guarded() -> Any:
-            async with handle:
+            async with breaker:
                 return await fn()
 
         return guarded
 
     async def time_ok(self, handle: Any, fn: Guarded, n: int) -> int:
         """Inline ``async with breaker: await f()``."""
+        breaker = self.context_manager(handle)
         clock = time.perf_counter_ns
         start = clock()
         for _ in range(n):
-            async with handle:
+            async with breaker:
                 await fn()
         await self._drain()
         return clock() - start
@@ -442,11 +448,12 @@ class InlineWith:
         errors: tuple[type[BaseException], ...],
     ) -> int:
         """Inline ``async with breaker`` around a call that raises ``errors``."""
+        breaker = self.context_manager(handle)
         clock = time.perf_counter_ns
         start = clock()
         for _ in range(n):
             try:
-                async with handle:
+                async with breaker:
                     await fn()
             except errors:
                 pass
@@ -677,7 +684,7 @@ class _PurgatoryHandle:
         self.breaker: Any = None
 
 
-class PurgatoryHeld(Purgatory):
+class PurgatoryHeld(InlineWith, Purgatory):
     """purgatory with its breaker object looked up once and held.
 
     Valid only for its in-memory store; this is purgatory's lower bound.
@@ -702,46 +709,9 @@ class PurgatoryHeld(Purgatory):
         await self._held(handle)
         return handle
 
-    def bind(self, handle: Any, fn: Guarded) -> Guarded:
-        """A wrapper coroutine (used outside the timed loops only)."""
-        breaker = handle.breaker
-
-        async def guarded() -> Any:
-            async with breaker:
-                return await fn()
-
-        return guarded
-
-    async def time_ok(self, handle: Any, fn: Guarded, n: int) -> int:
-        """Inline ``async with brk: await f()``."""
-        breaker = handle.breaker
-        clock = time.perf_counter_ns
-        start = clock()
-        for _ in range(n):
-            async with breaker:
-                await fn()
-        await self._drain()
-        return clock() - start
-
-    async def time_raising(
-        self,
-        handle: Any,
-        fn: Guarded,
-        n: int,
-        errors: tuple[type[BaseException], ...],
-    ) -> int:
-        """Inline ``async with brk`` around a call that raises ``errors``."""
-        breaker = handle.breaker
-        clock = time.perf_counter_ns
-        start = clock()
-        for _ in range(n):
-            try:
-                async with breaker:
-                    await fn()
-            except errors:
-                pass
-        await self._drain()
-        return clock() - start
+    def context_manager(self, handle: Any) -> Any:
+        """The breaker object looked up once and held."""
+        return handle.breaker
 
 
 class Pyresilience(Contender):
