@@ -404,6 +404,15 @@ class Minimal(Contender):
         return functools.partial(handle.call, fn)
 
 
+class Decorating:
+    """For contenders whose handle is a decorator: ``bind`` decorates ``fn``."""
+
+    def bind(self, handle: Any, fn: Guarded) -> Guarded:
+        """Decorate ``fn`` with the breaker."""
+        decorated: Guarded = handle(fn)
+        return decorated
+
+
 class InlineWith:
     """Timed loops written the way a user writes ``async with breaker:``.
 
@@ -470,18 +479,13 @@ class MinimalWith(InlineWith, Minimal):
     scenarios = STYLE_SCENARIOS
 
 
-class MinimalDecorator(Minimal):
+class MinimalDecorator(Decorating, Minimal):
     """The minimal breaker as a decorator."""
 
     key = "minimal-deco"
     api = "@breaker async def f"
     style = "deco"
     scenarios = STYLE_SCENARIOS
-
-    def bind(self, handle: Any, fn: Guarded) -> Guarded:
-        """Decorate ``fn``."""
-        decorated: Guarded = handle(fn)
-        return decorated
 
 
 # ---------------------------------------------------------------------------
@@ -530,7 +534,7 @@ class Pybreaker(Contender):
         return functools.partial(handle.call_async, fn)
 
 
-class Aiobreaker(Contender):
+class Aiobreaker(Decorating, Contender):
     """aiobreaker: a breaker instance used as a decorator."""
 
     key = "aiobreaker"
@@ -552,87 +556,63 @@ class Aiobreaker(Contender):
             fail_max=threshold, timeout_duration=timedelta(seconds=reset), name=name
         )
 
-    def bind(self, handle: Any, fn: Guarded) -> Guarded:
-        """Decorate ``fn`` with the breaker."""
-        decorated: Guarded = handle(fn)
-        return decorated
+
+class _CircuitDecorator(Decorating, Contender):
+    """The ``@circuit(...)`` API shared by circuitbreaker and its asyncio port."""
+
+    module = ""
+
+    def _module(self) -> Any:
+        return importlib.import_module(self.module)
+
+    def open_errors(self) -> tuple[type[BaseException], ...]:
+        """The library's refusal error."""
+        return (self._module().CircuitBreakerError,)
+
+    async def make(self, name: str, threshold: int, reset: float) -> Any:
+        """``circuit(failure_threshold=..., recovery_timeout=..., name=...)``."""
+        return self._module().circuit(
+            failure_threshold=threshold, recovery_timeout=reset, name=name
+        )
 
 
-class Circuitbreaker(Contender):
+class Circuitbreaker(_CircuitDecorator):
     """circuitbreaker: ``@circuit(...)`` on an ``async def``."""
 
     key = "circuitbreaker"
     dist = "circuitbreaker"
+    module = "circuitbreaker"
     api = "@circuit(failure_threshold=..., name=...) async def f"
     note = "decorating registers the breaker in a global monitor"
 
-    def open_errors(self) -> tuple[type[BaseException], ...]:
-        """circuitbreaker's refusal error."""
-        import circuitbreaker  # type: ignore[import-untyped]
-
-        return (circuitbreaker.CircuitBreakerError,)
-
-    async def make(self, name: str, threshold: int, reset: float) -> Any:
-        """``circuit(failure_threshold=..., recovery_timeout=..., name=...)``."""
-        import circuitbreaker
-
-        return circuitbreaker.circuit(
-            failure_threshold=threshold, recovery_timeout=reset, name=name
-        )
-
-    def bind(self, handle: Any, fn: Guarded) -> Guarded:
-        """Decorate ``fn`` with the breaker."""
-        decorated: Guarded = handle(fn)
-        return decorated
-
     async def drop(self, handle: Any) -> None:
         """Remove the breaker from the global monitor."""
-        import circuitbreaker
-
-        circuitbreaker.CircuitBreakerMonitor.circuit_breakers.pop(handle.name, None)
+        monitor = self._module().CircuitBreakerMonitor
+        monitor.circuit_breakers.pop(handle.name, None)
 
     async def make_many(self, n: int) -> Any:
         """Named breakers, each registered in the global monitor."""
-        import circuitbreaker
-
-        breaker = circuitbreaker.CircuitBreaker
-        register = circuitbreaker.CircuitBreakerMonitor.register
+        module = self._module()
+        breaker = module.CircuitBreaker
+        register = module.CircuitBreakerMonitor.register
         for i in range(n):
             register(breaker(failure_threshold=5, recovery_timeout=30, name=f"svc-{i}"))
 
-        return circuitbreaker.CircuitBreakerMonitor.circuit_breakers
+        return module.CircuitBreakerMonitor.circuit_breakers
 
     async def drop_many(self, kept: Any) -> None:
         """Empty the global monitor."""
         kept.clear()
 
 
-class Aiocircuitbreaker(Contender):
+class Aiocircuitbreaker(_CircuitDecorator):
     """aiocircuitbreaker: ``@circuit(...)`` on an ``async def``."""
 
     key = "aiocircuitbreaker"
     dist = "aiocircuitbreaker"
+    module = "aiocircuitbreaker"
     api = "@circuit(failure_threshold=..., name=...) async def f"
     note = "asyncio port of circuitbreaker"
-
-    def open_errors(self) -> tuple[type[BaseException], ...]:
-        """aiocircuitbreaker's refusal error."""
-        import aiocircuitbreaker  # type: ignore[import-untyped]
-
-        return (aiocircuitbreaker.CircuitBreakerError,)
-
-    async def make(self, name: str, threshold: int, reset: float) -> Any:
-        """``circuit(failure_threshold=..., recovery_timeout=..., name=...)``."""
-        import aiocircuitbreaker
-
-        return aiocircuitbreaker.circuit(
-            failure_threshold=threshold, recovery_timeout=reset, name=name
-        )
-
-    def bind(self, handle: Any, fn: Guarded) -> Guarded:
-        """Decorate ``fn`` with the breaker."""
-        decorated: Guarded = handle(fn)
-        return decorated
 
 
 class Purgatory(Contender):
@@ -891,7 +871,7 @@ class BramaWith(InlineWith, Brama):
     scenarios = STYLE_SCENARIOS
 
 
-class BramaDecorator(Brama):
+class BramaDecorator(Decorating, Brama):
     """brama_async's handle used as a decorator."""
 
     key = "brama_async-deco"
@@ -899,11 +879,6 @@ class BramaDecorator(Brama):
     note = "same handle"
     style = "deco"
     scenarios = STYLE_SCENARIOS
-
-    def bind(self, handle: Any, fn: Guarded) -> Guarded:
-        """Decorate ``fn`` with the handle."""
-        decorated: Guarded = handle(fn)
-        return decorated
 
 
 CONTENDERS: dict[str, type[Contender]] = {
