@@ -347,20 +347,6 @@ class Brama:
 
         return handle
 
-    async def _register(
-        self,
-        identifier: str,
-        scope: str | None,
-        options: ConnectionOptions,
-        frozen_metadata: Mapping[str, Any],
-    ) -> Breaker:
-        """Register a validated connection."""
-        handle = self._add(identifier, scope, options, frozen_metadata)
-        if self._shared:
-            await self._attach(handle._circuit)
-
-        return handle
-
     async def _attach(self, circuit: Circuit) -> None:
         """Give a new connection to the shared store; undo it if that fails."""
         try:
@@ -466,7 +452,11 @@ class Brama:
         if circuit is not None:
             return Breaker(self, circuit)
 
-        return await self._register(identifier, scope, options, frozen_metadata)
+        handle = self._add(identifier, scope, options, frozen_metadata)
+        if self._shared:
+            await self._attach(handle._circuit)
+
+        return handle
 
     async def unregister(self, identifier: str, *, scope: str | None = None) -> bool:
         """Remove a connection; return ``False`` if it was not registered.
